@@ -1,0 +1,1 @@
+"""Adapters: event sources, the lake, the publisher."""

@@ -1,0 +1,139 @@
+"""The lake: Parquet partitions and model artifacts on a filesystem, hive-style.
+
+Layout: ``<base>/<site>/<asset>/date=YYYY-MM-DD/part-0.parquet`` and
+``<base>/<site>/<asset>/date=YYYY-MM-DD/<artifact name>``. A write goes to a temporary name in the
+same folder and is renamed into place, so a reader (or a crash) never sees half a partition, and
+writing the same frame again gives the same file. The ``date`` column lives in the path, not in
+the file (so DuckDB or pyarrow datasets read the folder with hive partitioning) and is added back
+on read.
+
+Built on ``pyarrow.fs`` so another filesystem (S3) plugs in without changing callers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from recs_pipeline.core import schemas
+
+PART_NAME = "part-0.parquet"
+
+
+class Lake:
+    """Partitioned frames and artifacts under one base path of a pyarrow filesystem."""
+
+    def __init__(self, filesystem: pafs.FileSystem, base: str) -> None:
+        self.fs = filesystem
+        self.base = base.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Lake({type(self.fs).__name__}, {self.base!r})"
+
+    def partition_dir(self, site: str, asset: str, day: str) -> str:
+        return f"{self.base}/{site}/{asset}/{schemas.DATE}={day}"
+
+    def partition_path(self, site: str, asset: str, day: str) -> str:
+        return f"{self.partition_dir(site, asset, day)}/{PART_NAME}"
+
+    def _atomic_write(self, path: str, data: bytes) -> None:
+        folder = path.rsplit("/", 1)[0]
+        self.fs.create_dir(folder, recursive=True)
+        temporary = f"{folder}/.tmp-{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(temporary) as stream:
+            stream.write(data)
+        self.fs.move(temporary, path)
+
+    def write_partition(self, site: str, asset: str, day: str, frame: pd.DataFrame) -> str:
+        """Replace one day partition with ``frame`` (its ``date`` column, if any, is dropped)."""
+        body = frame.drop(columns=[schemas.DATE], errors="ignore")
+        table = pa.Table.from_pandas(body, preserve_index=False)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        path = self.partition_path(site, asset, day)
+        self._atomic_write(path, buffer.getvalue())
+        return path
+
+    def has_partition(self, site: str, asset: str, day: str) -> bool:
+        info = self.fs.get_file_info(self.partition_path(site, asset, day))
+        return info.type == pafs.FileType.File
+
+    def read_partition(self, site: str, asset: str, day: str) -> pd.DataFrame | None:
+        if not self.has_partition(site, asset, day):
+            return None
+        table = pq.read_table(self.partition_path(site, asset, day), filesystem=self.fs)
+        frame = table.to_pandas()
+        frame.insert(0, schemas.DATE, day)
+        return frame
+
+    def read_partitions(self, site: str, asset: str, days: Sequence[str]) -> pd.DataFrame | None:
+        """The existing partitions among ``days`` concatenated; None when none exists."""
+        frames = [
+            frame
+            for day in sorted(days)
+            if (frame := self.read_partition(site, asset, day)) is not None
+        ]
+        non_empty = [frame for frame in frames if not frame.empty]
+        if non_empty:
+            return pd.concat(non_empty, ignore_index=True)
+        return frames[0] if frames else None
+
+    def days(self, site: str, asset: str) -> list[str]:
+        """Day keys with a written partition."""
+        selector = pafs.FileSelector(f"{self.base}/{site}/{asset}", allow_not_found=True)
+        found = []
+        for info in self.fs.get_file_info(selector):
+            name = info.base_name
+            if info.type == pafs.FileType.Directory and name.startswith(f"{schemas.DATE}="):
+                day = name.split("=", 1)[1]
+                if self.has_partition(site, asset, day) or self.artifacts(site, asset, day):
+                    found.append(day)
+        return sorted(found)
+
+    def write_artifact(self, site: str, asset: str, day: str, name: str, data: bytes) -> str:
+        path = f"{self.partition_dir(site, asset, day)}/{name}"
+        self._atomic_write(path, data)
+        return path
+
+    def read_artifact(self, site: str, asset: str, day: str, name: str) -> bytes | None:
+        path = f"{self.partition_dir(site, asset, day)}/{name}"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(path) as stream:
+            return bytes(stream.read())
+
+    def artifacts(self, site: str, asset: str, day: str) -> list[str]:
+        selector = pafs.FileSelector(self.partition_dir(site, asset, day), allow_not_found=True)
+        return sorted(
+            info.base_name
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+        )
+
+    def uri(self, path: str) -> str:
+        """A path as a person would paste it (for metadata)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            return path
+        return f"{self.fs.type_name}://{path}"
+
+
+def lake_from_url(url: str) -> Lake:
+    """A lake from ``RECS_LAKE_URL``: a folder path or ``file://`` URL."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        folder = Path(parsed.path if parsed.scheme else url).expanduser()
+        folder = folder if folder.is_absolute() else Path(os.getcwd()) / folder
+        return Lake(pafs.LocalFileSystem(), folder.as_posix())
+    raise ValueError(
+        f"lake URL {url!r}: only local folders are supported so far (s3:// comes with the "
+        "production storage work)"
+    )

@@ -1,0 +1,1 @@
+"""Core logic: plain Python on DataFrames and sparse matrices; never imports Dagster."""
