@@ -87,6 +87,13 @@ class Lake:
             return pd.concat(non_empty, ignore_index=True)
         return frames[0] if frames else None
 
+    def row_count(self, site: str, asset: str, day: str) -> int:
+        """Rows of a partition from the Parquet footer, without reading the data."""
+        if not self.has_partition(site, asset, day):
+            return 0
+        with self.fs.open_input_file(self.partition_path(site, asset, day)) as handle:
+            return int(pq.ParquetFile(handle).metadata.num_rows)
+
     def days(self, site: str, asset: str) -> list[str]:
         """Day keys with a written partition."""
         selector = pafs.FileSelector(f"{self.base}/{site}/{asset}", allow_not_found=True)

@@ -3,7 +3,7 @@
 Sources hand this module raw bytes (Snowplow JSON lines) or Arrow tables (delimited files); it
 returns the canonical event frame of ``schemas.EVENT_COLUMNS`` and a quarantine frame where every
 rejected line keeps its reason, file and line number. Nothing is silently dropped: a line is either
-an event of some day, a duplicate (counted), a non-article page view (counted) or quarantined.
+an event of some day, a duplicate (counted), a non-article page event (counted) or quarantined.
 
 Which day a line belongs to: a valid event belongs to the day of its timestamp. A line that cannot
 be dated (malformed) or whose timestamp contradicts the hour folder it was delivered in belongs to
@@ -70,7 +70,8 @@ class DayEvents:
     quarantine: pd.DataFrame
     lines_read: int = 0
     duplicates: int = 0
-    non_article_views: int = 0
+    #: Page views and pings of pages that are not articles (home, sections, authors).
+    non_article_events: int = 0
     other_days: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -274,12 +275,12 @@ def assemble_day(
         in_day = ~misplaced & (events["ts"] >= start) & (events["ts"] < end)
         if owns:
             other_days += int((~misplaced & ~in_day).sum())
-        kept.append(events.loc[in_day])
+        kept.append(events.loc[in_day].assign(source_file=parsed.source_file))
 
     events = (
         pd.concat(kept, ignore_index=True)
         if kept
-        else pd.DataFrame(columns=[*_RAW_COLUMNS, "line_no"])
+        else pd.DataFrame(columns=[*_RAW_COLUMNS, "line_no", "source_file"])
     )
     # Deterministic order first, so "keep the first copy" means the same copy on every re-run.
     events = events.sort_values(["ts", "event_id", "line_no"], kind="stable")
@@ -298,7 +299,7 @@ def assemble_day(
                 pd.DataFrame(
                     {
                         "reason": reason,
-                        "source_file": "",
+                        "source_file": rows["source_file"].astype("str"),
                         "line_no": rows["line_no"].astype("int64"),
                         "raw": _rows_as_text(rows[list(_RAW_COLUMNS)]),
                     }
@@ -308,7 +309,7 @@ def assemble_day(
 
     article_id = article_ids(events["article_id"] if "article_id" in events else None, events, rules)
     non_article = article_id.isna()
-    non_article_views = int((non_article & (events["event_name"] == "page_view")).sum())
+    non_article_events = int(non_article.sum())
     events = events.assign(article_id=article_id).loc[~non_article]
 
     parts = [frame for frame in (*quarantined, *bad_rows) if not frame.empty]
@@ -323,7 +324,7 @@ def assemble_day(
         quarantine=quarantine.reset_index(drop=True),
         lines_read=lines_read,
         duplicates=duplicates,
-        non_article_views=non_article_views,
+        non_article_events=non_article_events,
         other_days=other_days,
         quarantined_by_reason=dict(Counter(quarantine["reason"])),
     )

@@ -83,7 +83,7 @@ def test_assemble_day_deduplicates_quarantines_bots_and_counts_non_articles() ->
     assert list(day.events["event_id"]) == ["e1"]
     assert day.events["article_id"].tolist() == ["123"]
     assert day.duplicates == 1
-    assert day.non_article_views == 2
+    assert day.non_article_events == 2
     assert day.quarantined_by_reason == {
         "bot": 1,
         "unknown_event": 1,
@@ -92,7 +92,7 @@ def test_assemble_day_deduplicates_quarantines_bots_and_counts_non_articles() ->
     }
     assert day.lines_read == 8
     # every line is accounted for: kept + duplicate + non-article + quarantined
-    assert len(day.events) + day.duplicates + day.non_article_views + len(day.quarantine) == 8
+    assert len(day.events) + day.duplicates + day.non_article_events + len(day.quarantine) == 8
 
 
 def test_a_file_is_quarantined_by_its_home_day_only() -> None:
