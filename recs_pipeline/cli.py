@@ -1,0 +1,139 @@
+"""The ``recs`` command line: one argparse subcommand per task, one function per subcommand.
+
+Subcommands are thin: they parse arguments, call ``recs_pipeline.core`` and print a summary, so
+what they do stays testable without a shell. Exit codes: 0 success, 2 usage or refused request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from error
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"share must be in [0, 0.5): {text}")
+    return value
+
+
+def _add_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="write a synthetic Snowplow clickstream (hourly gzipped JSON lines)",
+        description="Write deterministic synthetic news-site events to OUT/YYYY/MM/DD/HH/.",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--start", type=_date, required=True, help="first local day, YYYY-MM-DD")
+    parser.add_argument("--days", type=int, required=True, help="number of local days")
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--articles-per-day", type=int, default=60)
+    parser.add_argument(
+        "--events-per-day",
+        type=int,
+        default=None,
+        help="approximate valid events per day (default: from the number of users)",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--malformed-share", type=_share, default=0.005)
+    parser.add_argument("--bot-share", type=_share, default=0.01)
+    parser.add_argument("--duplicate-share", type=_share, default=0.002)
+    parser.add_argument("--timezone", default="America/Sao_Paulo")
+    parser.add_argument("--host", default="demo.example.com")
+    parser.add_argument("--force", action="store_true", help="wipe OUT first if it holds data")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=cmd_generate)
+
+
+def _refuse_to_wipe(out: Path) -> str | None:
+    """Why ``--force`` must not delete ``out`` (a root, home or a parent of the cwd), if so."""
+    target = out.resolve()
+    cwd = Path.cwd().resolve()
+    if target == Path(target.anchor) or target == Path.home().resolve():
+        return f"refusing to wipe {target}"
+    if target == cwd or target in cwd.parents:
+        return f"refusing to wipe {target}: it contains the current directory"
+    if not target.is_dir():
+        return f"{target} exists and is not a directory"
+    return None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """``recs generate``: check settings, refuse a non-empty OUT unless ``--force``, generate."""
+    from recs_pipeline.core.synthetic import GeneratorConfig, generate
+
+    try:
+        config = GeneratorConfig(
+            start=args.start,
+            days=args.days,
+            users=args.users,
+            articles_per_day=args.articles_per_day,
+            events_per_day=args.events_per_day,
+            timezone=args.timezone,
+            host=args.host,
+            malformed_share=args.malformed_share,
+            duplicate_share=args.duplicate_share,
+            bot_share=args.bot_share,
+            seed=args.seed,
+        )
+    except (ValueError, KeyError) as error:  # ZoneInfo raises a KeyError subclass
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not args.force:
+            print(f"error: {out} already holds data; use --force to replace it", file=sys.stderr)
+            return 2
+        reason = _refuse_to_wipe(out)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
+            return 2
+        shutil.rmtree(out)
+    began = time.perf_counter()
+    stats = generate(config, out, progress=not args.quiet)
+    seconds = time.perf_counter() - began
+    malformed = ", ".join(f"{k}={v}" for k, v in stats.malformed.items())
+    print(
+        f"wrote {stats.lines:,} lines in {stats.files:,} files to {out} in {seconds:.1f}s\n"
+        f"  valid events {stats.valid_events:,}: {stats.page_views:,} page views "
+        f"({stats.article_page_views:,} article, {stats.non_article_page_views:,} other), "
+        f"{stats.page_pings:,} pings, {stats.bot_events:,} from bots\n"
+        f"  duplicates {stats.duplicate_lines:,}; malformed {sum(stats.malformed.values()):,} "
+        f"({malformed})\n"
+        f"  {stats.users:,} users, {stats.articles:,} articles read, "
+        f"{stats.first_event:%Y-%m-%d %H:%M} .. {stats.last_event:%Y-%m-%d %H:%M} UTC"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``recs`` parser; each subcommand registers itself and its handler."""
+    parser = argparse.ArgumentParser(prog="recs", description="recs_pipeline tools")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``recs`` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
