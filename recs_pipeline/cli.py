@@ -120,11 +120,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_summary(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "summary",
+        help="rows per stage and a sample of published recommendations",
+        description="Print what the lake and the serving database hold for a site.",
+    )
+    parser.add_argument("--site", required=True, help="site name (a file in the sites folder)")
+    parser.set_defaults(handler=cmd_summary)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from recs_pipeline import settings
+    from recs_pipeline.adapters.lake import lake_from_url
+    from recs_pipeline.adapters.publishing import publisher_from_url
+    from recs_pipeline.core.site import load_sites
+    from recs_pipeline.report import site_summary
+
+    sites = {site.name: site for site in load_sites(settings.sites_dir())}
+    if args.site not in sites:
+        print(f"unknown site {args.site!r}; known: {', '.join(sorted(sites))}", file=sys.stderr)
+        return 2
+    lake = lake_from_url(settings.lake_url())
+    print(site_summary(sites[args.site], lake, publisher_from_url(settings.database_url())))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``recs`` parser; each subcommand registers itself and its handler."""
     parser = argparse.ArgumentParser(prog="recs", description="recs_pipeline tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(subparsers)
+    _add_summary(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Dagster assets, one factory per stage family, built per site."""

@@ -1,0 +1,65 @@
+"""What every site's assets share: keys, partitions, and small metadata helpers."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.core.site import SiteConfig
+
+# Backfill policies and partition mappings are marked beta; they are what this graph is built on.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+#: One run for a whole range of partitions: the CLI's --partition-range needs it, and one run
+#: reads a trailing window once instead of once per day.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+LAKE_IO = "lake_io_manager"
+
+
+def key(site: SiteConfig, asset: str) -> dg.AssetKey:
+    """``<site>/<asset>``: every site has its own lineage."""
+    return dg.AssetKey([site.name, asset])
+
+
+def daily_partitions(site: SiteConfig) -> dg.DailyPartitionsDefinition:
+    """Days in the site's time zone; today's partition exists (it is refreshed as files land)."""
+    return dg.DailyPartitionsDefinition(
+        start_date=site.start_date.isoformat(), timezone=site.timezone, end_offset=1
+    )
+
+
+def trailing_window(days: int) -> dg.TimeWindowPartitionMapping:
+    """The ``days`` day partitions ending with the downstream partition."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-(days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def run_days(context: dg.AssetExecutionContext) -> list[str]:
+    """The day keys this run materialises (one, or a range in a single-run backfill)."""
+    return sorted(context.partition_keys)
+
+
+def markdown_table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
+    """A small preview a person reads in the UI."""
+    if frame.empty:
+        return dg.MetadataValue.md("_empty_")
+    return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False))
+
+
+def numeric(values: Mapping[str, float | int]) -> dict[str, dg.MetadataValue]:
+    """Numbers as typed metadata, so the UI plots them across materialisations."""
+    out: dict[str, dg.MetadataValue] = {}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        out[name] = (
+            dg.MetadataValue.int(int(value))
+            if isinstance(value, int)
+            else dg.MetadataValue.float(float(value))
+        )
+    return out

@@ -1,0 +1,167 @@
+"""Ingestion: landing files -> raw events (+ quarantine) -> pages and per-day engagement."""
+
+
+import datetime as dt
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.adapters.sources import event_source
+from recs_pipeline.assets.common import (
+    LAKE_IO,
+    SINGLE_RUN,
+    daily_partitions,
+    key,
+    markdown_table,
+    numeric,
+    run_days,
+)
+from recs_pipeline.core import schemas
+from recs_pipeline.core.engagement import daily_engagement, daily_pages
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.resources import Clock, run_started
+
+
+def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
+    partitions = daily_partitions(site)
+    group = site.name
+
+    @dg.multi_asset(
+        name=f"{site.name}__ingest_events",
+        outs={
+            "raw_events": dg.AssetOut(
+                key=key(site, "raw_events"),
+                io_manager_key=LAKE_IO,
+                description=(
+                    "Article events of the day (site time zone): parsed, validated, normalised "
+                    "and de-duplicated by event id."
+                ),
+                kinds={"parquet", "pandas"},
+            ),
+            "quarantined_events": dg.AssetOut(
+                key=key(site, "quarantined_events"),
+                io_manager_key=LAKE_IO,
+                description=(
+                    "Landing lines that failed validation, each with its reason, file and line "
+                    "number, so nothing is lost and the source can be fixed and re-ingested."
+                ),
+                kinds={"parquet", "pandas"},
+            ),
+        },
+        partitions_def=partitions,
+        group_name=group,
+        backfill_policy=SINGLE_RUN,
+    )
+    def ingest_events(context: dg.AssetExecutionContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+        source = event_source(site)
+        days = [dt.date.fromisoformat(day) for day in run_days(context)]
+        events: list[pd.DataFrame] = []
+        quarantine: list[pd.DataFrame] = []
+        totals: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for day, result in source.read_days(days, now=run_started(context)):
+            events.append(result.events)
+            quarantine.append(result.quarantine)
+            reasons.update(result.quarantined_by_reason)
+            totals.update(
+                lines_read=result.lines_read,
+                events=len(result.events),
+                duplicates=result.duplicates,
+                non_article_events=result.non_article_events,
+                quarantined=len(result.quarantine),
+            )
+            context.log.info(
+                f"{site.name} {day}: {len(result.events):,} events, "
+                f"{len(result.quarantine):,} quarantined, {result.duplicates:,} duplicates"
+            )
+        raw = pd.concat(events, ignore_index=True)
+        bad = pd.concat(quarantine, ignore_index=True)
+        context.add_output_metadata(
+            {
+                **numeric(dict(totals)),
+                "users": dg.MetadataValue.int(int(raw["user_id"].nunique())),
+                "articles": dg.MetadataValue.int(int(raw["article_id"].nunique())),
+                "page_views": dg.MetadataValue.int(int((raw["event_name"] == "page_view").sum())),
+                "dagster/row_count": dg.MetadataValue.int(len(raw)),
+            },
+            output_name="raw_events",
+        )
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(bad)),
+                **numeric({f"reason_{name}": count for name, count in sorted(reasons.items())}),
+                "by_reason": markdown_table(
+                    pd.DataFrame(sorted(reasons.items()), columns=["reason", "lines"]), rows=50
+                ),
+            },
+            output_name="quarantined_events",
+        )
+        return raw, bad
+
+    @dg.asset(
+        key=key(site, "pages"),
+        ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
+        partitions_def=partitions,
+        group_name=group,
+        io_manager_key=LAKE_IO,
+        backfill_policy=SINGLE_RUN,
+        kinds={"parquet", "pandas"},
+    )
+    def pages(context: dg.AssetExecutionContext, raw_events: pd.DataFrame) -> pd.DataFrame:
+        """Articles seen each day: id, most frequent path, first and last view, readers."""
+        frames = [
+            daily_pages(raw_events.loc[raw_events[schemas.DATE] == day], day)
+            for day in run_days(context)
+        ]
+        frame = pd.concat(frames, ignore_index=True)
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "most_read": markdown_table(
+                    frame.sort_values("readers", ascending=False)[
+                        ["date", "article_id", "path", "readers", "views"]
+                    ]
+                ),
+            }
+        )
+        return frame
+
+    @dg.asset(
+        key=key(site, "engagement"),
+        ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
+        partitions_def=partitions,
+        group_name=group,
+        io_manager_key=LAKE_IO,
+        backfill_policy=SINGLE_RUN,
+        kinds={"parquet", "pandas"},
+    )
+    def engagement(
+        context: dg.AssetExecutionContext, raw_events: pd.DataFrame, clock: Clock
+    ) -> pd.DataFrame:
+        """Views, heartbeats and dwell seconds per (user, article, day), as of the run's moment."""
+        started = run_started(context)
+        frames = []
+        for day in run_days(context):
+            as_of = clock.as_of_for(day, site.tz, started)
+            frames.append(
+                daily_engagement(
+                    raw_events.loc[raw_events[schemas.DATE] == day],
+                    day,
+                    as_of,
+                    site.events.heartbeat_seconds,
+                )
+            )
+        frame = pd.concat(frames, ignore_index=True)
+        dwell = frame["dwell_seconds"].astype("float64") if not frame.empty else pd.Series([0.0])
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "users": dg.MetadataValue.int(int(frame["user_id"].nunique())),
+                "articles": dg.MetadataValue.int(int(frame["article_id"].nunique())),
+                "median_dwell_seconds": dg.MetadataValue.float(float(dwell.median())),
+            }
+        )
+        return frame
+
+    return [ingest_events, pages, engagement]

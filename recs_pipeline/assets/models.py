@@ -1,0 +1,259 @@
+"""Modelling: trailing-window interactions -> ALS model, popular and similar articles."""
+
+
+import dataclasses
+import json
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.assets.common import (
+    LAKE_IO,
+    SINGLE_RUN,
+    daily_partitions,
+    key,
+    markdown_table,
+    numeric,
+    run_days,
+    trailing_window,
+)
+from recs_pipeline.core import schemas
+from recs_pipeline.core.als import AlsModel, AlsParams, load_model, save_model, train_als
+from recs_pipeline.core.engagement import window_interactions
+from recs_pipeline.core.matrix import build_matrix
+from recs_pipeline.core.popularity import popular_articles as rank_popular
+from recs_pipeline.core.similarity import similar_articles as rank_similar
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.core.timeframe import window_days
+from recs_pipeline.resources import Clock, LakeResource, run_started
+
+MODEL_FILE = "model.npz"
+MODEL_INFO = "model.json"
+
+
+def als_params(site: SiteConfig) -> AlsParams:
+    als = site.models.als
+    return AlsParams(
+        factors=als.factors,
+        regularization=als.regularization,
+        iterations=als.iterations,
+        alpha=als.alpha,
+        bm25=als.bm25,
+        seed=als.seed,
+    )
+
+
+def load_als(lake: LakeResource, site: SiteConfig, day: str) -> AlsModel | None:
+    """The ALS model trained as of ``day``; None when that day had too little data to train."""
+    data = lake.lake().read_artifact(site.name, "als_model", day, MODEL_FILE)
+    return load_model(data) if data is not None else None
+
+
+def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
+    partitions = daily_partitions(site)
+    group = site.name
+    window = site.engagement.window_days
+    has_dwell = site.events.has_heartbeats
+
+    @dg.asset(
+        key=key(site, "interactions"),
+        ins={
+            "engagement": dg.AssetIn(
+                key(site, "engagement"), partition_mapping=trailing_window(window)
+            )
+        },
+        partitions_def=partitions,
+        group_name=group,
+        io_manager_key=LAKE_IO,
+        backfill_policy=SINGLE_RUN,
+        kinds={"parquet", "pandas"},
+    )
+    def interactions(
+        context: dg.AssetExecutionContext, engagement: pd.DataFrame, clock: Clock
+    ) -> pd.DataFrame:
+        """User x article reads over the trailing window (default 28 days) as of each day.
+
+        The site's thresholds decide what a real read is; ``weight`` is the models' confidence
+        (dwell seconds, or views for click-only sources).
+        """
+        started = run_started(context)
+        frames = []
+        counts: dict[str, int] = {}
+        for day in run_days(context):
+            as_of = clock.as_of_for(day, site.tz, started)
+            days = set(window_days(day, window))
+            rows = engagement.loc[engagement[schemas.DATE].isin(days)] if len(engagement) else engagement
+            frame, day_counts = window_interactions(
+                rows, day, as_of, site.engagement, has_dwell
+            )
+            frames.append(frame)
+            counts = day_counts
+        frame = pd.concat(frames, ignore_index=True)
+        users = int(frame["user_id"].nunique()) if len(frame) else 0
+        articles = int(frame["article_id"].nunique()) if len(frame) else 0
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "users": dg.MetadataValue.int(users),
+                "articles": dg.MetadataValue.int(articles),
+                "density": dg.MetadataValue.float(
+                    len(frame) / (users * articles) if users and articles else 0.0
+                ),
+                **numeric(counts),
+            }
+        )
+        return frame
+
+    @dg.asset(
+        key=key(site, "als_model"),
+        ins={"interactions": dg.AssetIn(key(site, "interactions"))},
+        partitions_def=partitions,
+        group_name=group,
+        backfill_policy=SINGLE_RUN,
+        kinds={"implicit", "numpy"},
+    )
+    def als_model(
+        context: dg.AssetExecutionContext, interactions: pd.DataFrame, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """Implicit ALS user and article factors, trained on each day's interactions.
+
+        Stored as an artifact (``model.npz`` + ``model.json``) in the day's lake folder. A day with
+        too little data to factorise gets no model; its readers get popular articles instead.
+        """
+        params = als_params(site)
+        store = lake.lake()
+        trained = skipped = 0
+        seconds = 0.0
+        info: dict[str, object] = {}
+        for day in run_days(context):
+            rows = interactions.loc[interactions[schemas.DATE] == day] if len(interactions) else interactions
+            try:
+                matrix = build_matrix(rows)
+                model = train_als(matrix, params)
+            except ValueError as error:
+                context.log.warning(f"{site.name} {day}: no ALS model ({error})")
+                skipped += 1
+                continue
+            store.write_artifact(site.name, "als_model", day, MODEL_FILE, save_model(model))
+            info = {
+                "day": day,
+                "users": len(model.user_ids),
+                "articles": len(model.article_ids),
+                "interactions": int(matrix.matrix.nnz),
+                "training_seconds": round(model.training_seconds, 3),
+                "params": dataclasses.asdict(params),
+                "window_days": window,
+            }
+            store.write_artifact(
+                site.name, "als_model", day, MODEL_INFO, json.dumps(info, indent=2).encode()
+            )
+            trained += 1
+            seconds += model.training_seconds
+        return dg.MaterializeResult(
+            metadata={
+                "models_trained": dg.MetadataValue.int(trained),
+                "days_without_model": dg.MetadataValue.int(skipped),
+                "training_seconds": dg.MetadataValue.float(seconds),
+                "users": dg.MetadataValue.int(int(info.get("users", 0))),  # type: ignore[call-overload]
+                "articles": dg.MetadataValue.int(int(info.get("articles", 0))),  # type: ignore[call-overload]
+                "factors": dg.MetadataValue.int(params.factors),
+            }
+        )
+
+    @dg.asset(
+        key=key(site, "popular_articles"),
+        ins={
+            "engagement": dg.AssetIn(
+                key(site, "engagement"),
+                partition_mapping=trailing_window(site.models.popular.window_days),
+            )
+        },
+        partitions_def=partitions,
+        group_name=group,
+        io_manager_key=LAKE_IO,
+        backfill_policy=SINGLE_RUN,
+        kinds={"parquet", "pandas"},
+    )
+    def popular_articles(
+        context: dg.AssetExecutionContext, engagement: pd.DataFrame, clock: Clock
+    ) -> pd.DataFrame:
+        """Time-decayed popularity: the cold-start and default list (best article scores 1)."""
+        config = site.models.popular
+        started = run_started(context)
+        frames = []
+        for day in run_days(context):
+            as_of = clock.as_of_for(day, site.tz, started)
+            days = set(window_days(day, config.window_days))
+            rows = engagement.loc[engagement[schemas.DATE].isin(days)] if len(engagement) else engagement
+            if rows.empty:
+                continue
+            rows = rows.assign(weight=rows["dwell_seconds"] if has_dwell else rows["views"])
+            ranked = rank_popular(
+                rows,
+                as_of=as_of,
+                half_life=pd.Timedelta(hours=config.half_life_hours),
+                top_n=config.top_n,
+            )
+            frames.append(ranked.assign(date=day))
+        frame = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=list(schemas.POPULAR_COLUMNS))
+        )[list(schemas.POPULAR_COLUMNS)]
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "top_articles": markdown_table(frame[["date", "rank", "article_id", "score"]]),
+            }
+        )
+        return frame
+
+    @dg.asset(
+        key=key(site, "similar_articles"),
+        ins={"interactions": dg.AssetIn(key(site, "interactions"))},
+        deps=[key(site, "als_model")],
+        partitions_def=partitions,
+        group_name=group,
+        io_manager_key=LAKE_IO,
+        backfill_policy=SINGLE_RUN,
+        kinds={"parquet", "pandas"},
+    )
+    def similar_articles(
+        context: dg.AssetExecutionContext,
+        interactions: pd.DataFrame,
+        clock: Clock,
+        lake: LakeResource,
+    ) -> pd.DataFrame:
+        """Article -> article top-K: cosine of ALS article factors x recency decay, self excluded."""
+        config = site.models.similar
+        started = run_started(context)
+        frames = []
+        for day in run_days(context):
+            model = load_als(lake, site, day)
+            if model is None:
+                continue
+            rows = interactions.loc[interactions[schemas.DATE] == day]
+            first_seen = rows.groupby("article_id")["article_first_seen"].min()
+            ranked = rank_similar(
+                model,
+                first_seen,
+                as_of=clock.as_of_for(day, site.tz, started),
+                half_life=pd.Timedelta(days=config.half_life_days),
+                top_k=config.top_k,
+            )
+            frames.append(ranked.assign(date=day))
+        frame = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=list(schemas.SIMILAR_COLUMNS))
+        )[list(schemas.SIMILAR_COLUMNS)]
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "articles": dg.MetadataValue.int(int(frame["article_id"].nunique())),
+                "sample": markdown_table(frame),
+            }
+        )
+        return frame
+
+    return [interactions, als_model, popular_articles, similar_articles]

@@ -1,0 +1,247 @@
+"""Serving: per-user recommendations and the publish into the serving database."""
+
+
+import dataclasses
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.adapters.publishing import RecommendationBatch
+from recs_pipeline.assets.common import (
+    LAKE_IO,
+    SINGLE_RUN,
+    daily_partitions,
+    key,
+    markdown_table,
+    run_days,
+    trailing_window,
+)
+from recs_pipeline.assets.models import als_params, load_als
+from recs_pipeline.core import schemas
+from recs_pipeline.core.matrix import build_matrix
+from recs_pipeline.core.recommend import popular_only_recommendations, user_recommendations
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.core.timeframe import window_days
+from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
+
+
+def read_articles_recommended(recommendations: pd.DataFrame, interactions: pd.DataFrame) -> int:
+    """How many recommendations point at an article the user already read (must be zero)."""
+    if recommendations.empty or interactions.empty:
+        return 0
+    pair = [schemas.DATE, "user_id", "article_id"]
+    read = interactions[pair].drop_duplicates()
+    return len(recommendations[pair].merge(read, on=pair, how="inner"))
+
+
+def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
+    partitions = daily_partitions(site)
+    group = site.name
+
+    @dg.asset(
+        key=key(site, "user_recommendations"),
+        ins={
+            "interactions": dg.AssetIn(key(site, "interactions")),
+            "engagement": dg.AssetIn(
+                key(site, "engagement"),
+                partition_mapping=trailing_window(site.engagement.window_days),
+            ),
+            "popular_articles": dg.AssetIn(key(site, "popular_articles")),
+        },
+        deps=[key(site, "als_model")],
+        partitions_def=partitions,
+        group_name=group,
+        io_manager_key=LAKE_IO,
+        backfill_policy=SINGLE_RUN,
+        kinds={"parquet", "pandas"},
+    )
+    def user_recommendations_asset(
+        context: dg.AssetExecutionContext,
+        interactions: pd.DataFrame,
+        engagement: pd.DataFrame,
+        popular_articles: pd.DataFrame,
+        lake: LakeResource,
+    ) -> pd.DataFrame:
+        """Top-N articles per reader of the window: ALS scores, filled with popular articles.
+
+        Every reader seen in the window gets a list (light readers below the model's thresholds
+        get popular articles), and nothing the reader already opened in the window is
+        recommended, whether or not it counted as a read for the model.
+        """
+        per_user = site.models.per_user
+        frames = []
+        for day in run_days(context):
+            seen = _seen_in_window(engagement, day, site.engagement.window_days)
+            popular = _of_day(popular_articles, day)
+            if seen.empty:
+                continue
+            model = load_als(lake, site, day)
+            if model is None:
+                recs = popular_only_recommendations(seen, popular, per_user)
+            else:
+                recs = user_recommendations(model, build_matrix(seen), popular, n=per_user)
+            frames.append(recs.assign(date=day))
+        frame = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=list(schemas.USER_RECOMMENDATION_COLUMNS))
+        )[list(schemas.USER_RECOMMENDATION_COLUMNS)]
+        already_read = read_articles_recommended(frame, _seen_by_day(engagement, run_days(context), site.engagement.window_days))
+        if already_read:
+            raise ValueError(f"{already_read} recommendations point at articles already read")
+        users = int(frame["user_id"].nunique()) if len(frame) else 0
+        articles_in_recs = int(frame["article_id"].nunique()) if len(frame) else 0
+        catalogue = int(interactions["article_id"].nunique()) if len(interactions) else 0
+        from_als = float((frame["source"] == "als").mean()) if len(frame) else 0.0
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "users": dg.MetadataValue.int(users),
+                "distinct_articles": dg.MetadataValue.int(articles_in_recs),
+                "catalogue_coverage": dg.MetadataValue.float(
+                    articles_in_recs / catalogue if catalogue else 0.0
+                ),
+                "share_from_als": dg.MetadataValue.float(from_als),
+                "sample": markdown_table(frame.sort_values(["user_id", "rank"]), rows=20),
+            }
+        )
+        return frame
+
+    @dg.asset(
+        key=key(site, "published_recommendations"),
+        ins={
+            "user_recommendations": dg.AssetIn(key(site, "user_recommendations")),
+            "similar_articles": dg.AssetIn(key(site, "similar_articles")),
+            "popular_articles": dg.AssetIn(key(site, "popular_articles")),
+            "pages": dg.AssetIn(key(site, "pages")),
+        },
+        partitions_def=partitions,
+        group_name=group,
+        backfill_policy=SINGLE_RUN,
+        kinds={"sqlite", "postgres"},
+    )
+    def published_recommendations(
+        context: dg.AssetExecutionContext,
+        user_recommendations: pd.DataFrame,
+        similar_articles: pd.DataFrame,
+        popular_articles: pd.DataFrame,
+        pages: pd.DataFrame,
+        publisher: PublisherResource,
+        clock: Clock,
+    ) -> dg.MaterializeResult:
+        """User, article and default recommendations in the serving database.
+
+        Each publish writes new model versions as ``pending`` and swaps them to ``current`` in one
+        transaction; a failure marks them ``failed`` and the previous current ones stay served. A
+        backfill of an older day is kept as ``stale`` and never replaces newer recommendations.
+        """
+        target = publisher.publisher()
+        started = run_started(context)
+        articles = 0
+        if len(pages):
+            registry = (
+                pages.groupby("article_id", sort=True)
+                .agg(path=("path", "last"), first_seen=("first_seen", "min"), last_seen=("last_seen", "max"))
+                .reset_index()
+                .assign(title=None, published_at=None)
+            )
+            articles = target.upsert_articles(site.name, registry)
+        versions = []
+        for day in run_days(context):
+            as_of = clock.as_of_for(day, site.tz, started)
+            users = _of_day(user_recommendations, day)
+            similar = _of_day(similar_articles, day)
+            popular = _of_day(popular_articles, day)
+            if popular.empty:
+                context.log.warning(f"{site.name} {day}: nothing to publish (no popular list)")
+                continue
+            batches = [
+                RecommendationBatch(
+                    model_type="popular",
+                    rows=popular.assign(source_entity_id="default").rename(
+                        columns={"article_id": "recommended_article_id"}
+                    )[["source_entity_id", "rank", "recommended_article_id", "score"]],
+                    params=site.models.popular.model_dump(),
+                    metrics={"articles": float(len(popular))},
+                )
+            ]
+            if not users.empty:
+                batches.append(
+                    RecommendationBatch(
+                        model_type="user",
+                        rows=users.rename(
+                            columns={
+                                "user_id": "source_entity_id",
+                                "article_id": "recommended_article_id",
+                            }
+                        )[["source_entity_id", "rank", "recommended_article_id", "score"]],
+                        params=dataclasses.asdict(als_params(site)),
+                        metrics={
+                            "users": float(users["user_id"].nunique()),
+                            "share_from_als": float((users["source"] == "als").mean()),
+                        },
+                    )
+                )
+            if not similar.empty:
+                batches.append(
+                    RecommendationBatch(
+                        model_type="article",
+                        rows=similar.rename(
+                            columns={
+                                "article_id": "source_entity_id",
+                                "similar_article_id": "recommended_article_id",
+                            }
+                        )[["source_entity_id", "rank", "recommended_article_id", "score"]],
+                        params=site.models.similar.model_dump(),
+                        metrics={"articles": float(similar["article_id"].nunique())},
+                    )
+                )
+            versions.extend(
+                target.publish(site.name, as_of.to_pydatetime(), batches, keep=site.publish.keep_versions)
+            )
+        rows = sum(version.rows for version in versions)
+        summary = pd.DataFrame(
+            [
+                {
+                    "model": version.id,
+                    "type": version.model_type,
+                    "status": version.status,
+                    "as_of": version.as_of.isoformat(),
+                    "rows": version.rows,
+                }
+                for version in versions
+            ]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "model_versions": dg.MetadataValue.int(len(versions)),
+                "articles_upserted": dg.MetadataValue.int(articles),
+                "current": dg.MetadataValue.int(
+                    sum(1 for version in versions if version.status == "current")
+                ),
+                "versions": markdown_table(summary, rows=30),
+            }
+        )
+
+    return [user_recommendations_asset, published_recommendations]
+
+
+def _seen_in_window(engagement: pd.DataFrame, day: str, days: int) -> pd.DataFrame:
+    """(user, article) pairs opened in the window ending with ``day``, weight 1 each."""
+    if engagement.empty or schemas.DATE not in engagement.columns:
+        return pd.DataFrame(columns=["user_id", "article_id", "weight"])
+    rows = engagement.loc[engagement[schemas.DATE].isin(window_days(day, days))]
+    pairs = rows[["user_id", "article_id"]].drop_duplicates()
+    return pairs.assign(weight=1.0).reset_index(drop=True)
+
+
+def _seen_by_day(engagement: pd.DataFrame, days: list[str], window: int) -> pd.DataFrame:
+    frames = [_seen_in_window(engagement, day, window).assign(date=day) for day in days]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _of_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:
+    if frame.empty or schemas.DATE not in frame.columns:
+        return frame.iloc[0:0]
+    return frame.loc[frame[schemas.DATE] == day]

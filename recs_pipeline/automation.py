@@ -1,0 +1,161 @@
+"""Jobs, schedules and the landing-file sensor of each site.
+
+- ``<site>__refresh`` (every 2 hours by default): the whole site graph for the current day, as of
+  the tick's scheduled time, so a tick re-run gives the same recommendations.
+- ``<site>__ingest`` (daily, shortly after midnight): yesterday's events again, to catch late files.
+- ``<site>__landing_files`` sensor: new landing files request the ingestion of the days they touch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.adapters.sources import LandingFile, event_source
+from recs_pipeline.assets.common import daily_partitions, key
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.core.timeframe import day_of
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
+INGEST_ASSETS = ("raw_events", "quarantined_events", "pages", "engagement")
+
+
+@dataclass(frozen=True)
+class SiteAutomation:
+    jobs: list[UnresolvedAssetJobDefinition]
+    schedules: list[dg.ScheduleDefinition]
+    sensors: list[dg.SensorDefinition]
+
+
+def refresh_request(site: SiteConfig, scheduled: dt.datetime) -> dg.RunRequest | dg.SkipReason:
+    """The run a refresh tick asks for: the day that ends at or contains the tick, as of the tick."""
+    moment = pd.Timestamp(scheduled).tz_convert("UTC")
+    day = day_of(moment - pd.Timedelta(milliseconds=1), site.tz)
+    if day < site.start_date:
+        return dg.SkipReason(f"{day} is before the site's first day {site.start_date}")
+    as_of = moment.isoformat()
+    return dg.RunRequest(
+        partition_key=day.isoformat(),
+        run_config={"resources": {"clock": {"config": {"as_of": as_of}}}},
+        tags={"recs/site": site.name, "recs/as_of": as_of},
+    )
+
+
+def new_landing_files(
+    files: list[LandingFile], cursor: str | None
+) -> tuple[list[LandingFile], str]:
+    """Files delivered since the cursor and the cursor after them.
+
+    The cursor is the newest modification time seen plus the paths seen at exactly that time, so a
+    file landing in the same second as the last one is not missed and none is reported twice.
+    """
+    state = json.loads(cursor) if cursor else {"mtime": float("-inf"), "paths": []}
+    watermark, at_watermark = float(state["mtime"]), set(state["paths"])
+    fresh = [
+        file
+        for file in files
+        if file.mtime > watermark or (file.mtime == watermark and file.path not in at_watermark)
+    ]
+    if not fresh:
+        return [], cursor or json.dumps(state)
+    newest = max(file.mtime for file in fresh)
+    paths = {file.path for file in fresh if file.mtime == newest}
+    if newest == watermark:
+        paths |= at_watermark
+    return fresh, json.dumps({"mtime": newest, "paths": sorted(paths)})
+
+
+def build_automation(site: SiteConfig) -> SiteAutomation:
+    partitions = daily_partitions(site)
+    status = (
+        dg.DefaultScheduleStatus.RUNNING
+        if site.automation.running_by_default
+        else dg.DefaultScheduleStatus.STOPPED
+    )
+    sensor_status = (
+        dg.DefaultSensorStatus.RUNNING
+        if site.automation.running_by_default
+        else dg.DefaultSensorStatus.STOPPED
+    )
+    ingest_job = dg.define_asset_job(
+        name=f"{site.name}__ingest",
+        selection=dg.AssetSelection.assets(*(key(site, name) for name in INGEST_ASSETS)),
+        partitions_def=partitions,
+        description=f"Ingest {site.name}'s landing files for a day: events, quarantine, pages, engagement.",
+        tags={"recs/site": site.name},
+    )
+    refresh_job = dg.define_asset_job(
+        name=f"{site.name}__refresh",
+        selection=dg.AssetSelection.groups(site.name),
+        partitions_def=partitions,
+        description=f"Rebuild and publish {site.name}'s recommendations for a day, as of a moment.",
+        tags={"recs/site": site.name},
+    )
+
+    @dg.schedule(
+        name=f"{site.name}__refresh_schedule",
+        cron_schedule=site.automation.refresh_cron,
+        execution_timezone=site.timezone,
+        job=refresh_job,
+        default_status=status,
+    )
+    def refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return refresh_request(site, context.scheduled_execution_time)
+
+    @dg.schedule(
+        name=f"{site.name}__ingest_schedule",
+        cron_schedule=site.automation.ingest_cron,
+        execution_timezone=site.timezone,
+        job=ingest_job,
+        default_status=status,
+    )
+    def ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        today = day_of(pd.Timestamp(context.scheduled_execution_time), site.tz)
+        yesterday = today - dt.timedelta(days=1)
+        if yesterday < site.start_date:
+            return dg.SkipReason(f"{yesterday} is before the site's first day")
+        return dg.RunRequest(partition_key=yesterday.isoformat(), tags={"recs/site": site.name})
+
+    @dg.sensor(
+        name=f"{site.name}__landing_files",
+        job=ingest_job,
+        minimum_interval_seconds=site.automation.sensor_interval_seconds,
+        default_status=sensor_status,
+        description=f"Ingest the days touched by new files in {site.name}'s landing area.",
+    )
+    def landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        source = event_source(site)
+        fresh, cursor = new_landing_files(source.list_files(), context.cursor)
+        if not fresh:
+            return dg.SensorResult(skip_reason="no new landing files", cursor=cursor)
+        today = day_of(pd.Timestamp.now(tz="UTC"), site.tz)
+        days: set[dt.date] = set()
+        for file in fresh:
+            days |= source.days_of(file)
+        wanted = sorted(day for day in days if site.start_date <= day <= today)
+        requests = [
+            dg.RunRequest(
+                partition_key=day.isoformat(),
+                run_key=f"{day.isoformat()}@{hashlib.sha1(cursor.encode()).hexdigest()[:16]}",
+                tags={"recs/site": site.name, "recs/new_files": str(len(fresh))},
+            )
+            for day in wanted
+        ]
+        context.log.info(f"{len(fresh)} new files -> days {[d.isoformat() for d in wanted]}")
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return SiteAutomation(
+        jobs=[ingest_job, refresh_job],
+        schedules=[refresh_schedule, ingest_schedule],
+        sensors=[landing_files],
+    )

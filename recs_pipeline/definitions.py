@@ -1,0 +1,68 @@
+"""The code location: every site of ``sites/`` with its own asset lineage, jobs and automation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from recs_pipeline import settings
+from recs_pipeline.assets.ingestion import build_ingestion_assets
+from recs_pipeline.assets.models import build_model_assets
+from recs_pipeline.assets.serving import build_serving_assets
+from recs_pipeline.automation import build_automation
+from recs_pipeline.core.site import SiteConfig, load_sites
+from recs_pipeline.resources import Clock, LakeIOManager, LakeResource, PublisherResource
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
+
+def site_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
+    return [
+        *build_ingestion_assets(site),
+        *build_model_assets(site),
+        *build_serving_assets(site),
+    ]
+
+
+def build_definitions(
+    sites: list[SiteConfig], lake_url: str | None = None, database_url: str | None = None
+) -> dg.Definitions:
+    """Definitions for some sites; storage from the arguments or the environment."""
+    lake = lake_url or settings.lake_url()
+    assets: list[dg.AssetsDefinition] = []
+    jobs: list[UnresolvedAssetJobDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    for site in sites:
+        assets.extend(site_assets(site))
+        automation = build_automation(site)
+        jobs.extend(automation.jobs)
+        schedules.extend(automation.schedules)
+        sensors.extend(automation.sensors)
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources={
+            "lake_io_manager": LakeIOManager(url=lake),
+            "lake": LakeResource(url=lake),
+            "publisher": PublisherResource(url=database_url or settings.database_url()),
+            "clock": Clock(),
+        },
+        # Steps are short pandas/numpy work: running them in one process saves seconds of
+        # process start-up per step; sites still run as separate runs, in parallel.
+        executor=dg.in_process_executor,
+    )
+
+
+def load_definitions(sites_dir: Path | None = None) -> dg.Definitions:
+    return build_definitions(load_sites(sites_dir or settings.sites_dir()))
+
+
+defs = load_definitions()
