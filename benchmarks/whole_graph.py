@@ -44,7 +44,7 @@ def main() -> int:
     if not (args.reuse and (landing / "_manifest.json").exists()):
         shutil.rmtree(work, ignore_errors=True)
         began = time.perf_counter()
-        stats = generate(
+        generate(
             GeneratorConfig(
                 start=start,
                 days=args.days,
@@ -87,8 +87,14 @@ def main() -> int:
     }
     command = [
         str(Path(sys.executable).parent / "dagster"),
-        "asset", "materialize", "-m", "recs_pipeline.definitions", "--select", "group:bench",
-        "--partition-range", f"{start.isoformat()}...{end.isoformat()}",
+        "asset",
+        "materialize",
+        "-m",
+        "recs_pipeline.definitions",
+        "--select",
+        "group:bench",
+        "--partition-range",
+        f"{start.isoformat()}...{end.isoformat()}",
     ]
     began = time.perf_counter()
     log = work / "materialize.log"
@@ -101,8 +107,10 @@ def main() -> int:
         return 1
     rows.append((f"materialise whole graph, {args.days} days", wall, peak_mib))
 
-    print(f"\n{manifest['lines']:,} landing lines, {manifest['valid_events']:,} valid events, "
-          f"{args.days} days, {manifest['users']:,} users\n")
+    print(
+        f"\n{manifest['lines']:,} landing lines, {manifest['valid_events']:,} valid events, "
+        f"{args.days} days, {manifest['users']:,} users\n"
+    )
     print("| step | wall (s) | peak RSS (MiB) |\n|---|---:|---:|")
     for name, seconds, peak in rows:
         print(f"| {name} | {seconds:.1f} | {'' if peak is None else f'{peak:.0f}'} |")

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
@@ -38,7 +38,7 @@ class SiteAutomation:
 
 
 def refresh_request(site: SiteConfig, scheduled: dt.datetime) -> dg.RunRequest | dg.SkipReason:
-    """The run a refresh tick asks for: the day that ends at or contains the tick, as of the tick."""
+    """The run a refresh tick asks for: the day that contains (or ends at) the tick, as of it."""
     moment = pd.Timestamp(scheduled).tz_convert("UTC")
     day = day_of(moment - pd.Timedelta(milliseconds=1), site.tz)
     if day < site.start_date:
@@ -59,7 +59,7 @@ def new_landing_files(
     The cursor is the newest modification time seen plus the paths seen at exactly that time, so a
     file landing in the same second as the last one is not missed and none is reported twice.
     """
-    state = json.loads(cursor) if cursor else {"mtime": float("-inf"), "paths": []}
+    state: dict[str, Any] = json.loads(cursor) if cursor else {"mtime": float("-inf"), "paths": []}
     watermark, at_watermark = float(state["mtime"]), set(state["paths"])
     fresh = [
         file
@@ -91,7 +91,9 @@ def build_automation(site: SiteConfig) -> SiteAutomation:
         name=f"{site.name}__ingest",
         selection=dg.AssetSelection.assets(*(key(site, name) for name in INGEST_ASSETS)),
         partitions_def=partitions,
-        description=f"Ingest {site.name}'s landing files for a day: events, quarantine, pages, engagement.",
+        description=(
+            f"Ingest {site.name}'s landing files for a day: events, quarantine, pages, engagement."
+        ),
         tags={"recs/site": site.name},
     )
     refresh_job = dg.define_asset_job(

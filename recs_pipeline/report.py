@@ -35,7 +35,12 @@ def stage_rows(lake: Lake, site: str) -> pd.DataFrame:
         )
     models = lake.days(site, "als_model")
     rows.append(
-        {"stage": "als_model", "days": len(models), "rows": len(models), "latest": models[-1] if models else "-"}
+        {
+            "stage": "als_model",
+            "days": len(models),
+            "rows": len(models),
+            "latest": models[-1] if models else "-",
+        }
     )
     return pd.DataFrame(rows)
 
@@ -69,7 +74,11 @@ def site_summary(site: SiteConfig, lake: Lake, publisher: Publisher, sample_user
         recs = lake.read_partition(site.name, "user_recommendations", latest[-1])
         if recs is not None and not recs.empty:
             users = sorted(recs["user_id"].unique())[:sample_users]
-            lines += ["", f"A sample of published user recommendations (as of {current_user.as_of:%Y-%m-%d %H:%M} UTC):"]
+            lines += [
+                "",
+                f"A sample of published user recommendations "
+                f"(as of {current_user.as_of:%Y-%m-%d %H:%M} UTC):",
+            ]
             for user in users:
                 served = publisher.recommendations(site.name, "user", user, size=5)
                 lines.append(f"  {user}: {', '.join(served['article_id'].astype(str))}")

@@ -1,6 +1,5 @@
 """Dagster resources: the lake (as an IO manager and as a store), the publisher and the clock."""
 
-
 import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -97,7 +96,9 @@ class Clock(dg.ConfigurableResource):
         default=None, description="ISO timestamp (UTC unless it has an offset); empty = default"
     )
 
-    def as_of_for(self, day: str | dt.date, tz: ZoneInfo, run_started: pd.Timestamp) -> pd.Timestamp:
+    def as_of_for(
+        self, day: str | dt.date, tz: ZoneInfo, run_started: pd.Timestamp
+    ) -> pd.Timestamp:
         explicit = parse_moment(self.as_of) if self.as_of else None
         return as_of_for_day(day, tz, explicit=explicit, now=run_started)
 

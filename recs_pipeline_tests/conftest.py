@@ -60,7 +60,10 @@ class Materialised:
         }
         run_config = {"resources": {"clock": {"config": {"as_of": as_of}}}} if as_of else None
         keys = (
-            [dg.AssetKey.from_user_string(f"{self.site.name}/{name}") for name in selection.split(",")]
+            [
+                dg.AssetKey.from_user_string(f"{self.site.name}/{name}")
+                for name in selection.split(",")
+            ]
             if selection
             else None
         )

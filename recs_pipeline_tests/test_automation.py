@@ -33,7 +33,9 @@ def test_a_refresh_tick_asks_for_its_day_as_of_the_tick(tmp_path: Path) -> None:
     request = refresh_request(site, tick)
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key == "2026-11-03"
-    assert request.run_config["resources"]["clock"]["config"]["as_of"] == "2026-11-03T14:00:00+00:00"
+    assert (
+        request.run_config["resources"]["clock"]["config"]["as_of"] == "2026-11-03T14:00:00+00:00"
+    )
     midnight = dt.datetime(2026, 11, 4, 3, 0, tzinfo=dt.UTC)  # 00:00 local: the day that ended
     request = refresh_request(site, midnight)
     assert isinstance(request, dg.RunRequest) and request.partition_key == "2026-11-03"
@@ -59,10 +61,14 @@ def test_the_sensor_requests_the_days_of_new_files_once(tmp_path: Path) -> None:
         result = sensor.evaluate_tick(context)
         assert [r.partition_key for r in result.run_requests] == ["2026-11-02"]
         cursor = result.cursor
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions))
+        again = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions)
+        )
         assert not again.run_requests
         drop("2026/11/03/03")  # 00:00 local on Nov 3rd: may hold late events of Nov 2nd
-        later = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions))
+        later = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions)
+        )
         assert sorted(r.partition_key for r in later.run_requests) == ["2026-11-02", "2026-11-03"]
         assert len({r.run_key for r in later.run_requests}) == 2
 

@@ -1,4 +1,4 @@
-"""A date-range backfill for one site from the `dagster asset materialize` CLI, as a user types it."""
+"""A date-range backfill of one site through `dagster asset materialize`, as a user types it."""
 
 from __future__ import annotations
 
@@ -21,8 +21,14 @@ from recs_pipeline_tests.conftest import site_config
 def test_partition_range_backfill_from_the_cli(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     generate(
-        GeneratorConfig(start=dt.date(2026, 11, 1), days=2, users=300, articles_per_day=20,
-                        events_per_day=4000, seed=5),
+        GeneratorConfig(
+            start=dt.date(2026, 11, 1),
+            days=2,
+            users=300,
+            articles_per_day=20,
+            events_per_day=4000,
+            seed=5,
+        ),
         landing,
     )
     site = site_config("clisite", landing)
@@ -43,10 +49,22 @@ def test_partition_range_backfill_from_the_cli(tmp_path: Path) -> None:
     dagster = Path(sys.executable).parent / "dagster"
     completed = subprocess.run(
         [
-            str(dagster), "asset", "materialize", "-m", "recs_pipeline.definitions",
-            "--select", "group:clisite", "--partition-range", "2026-11-01...2026-11-02",
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "recs_pipeline.definitions",
+            "--select",
+            "group:clisite",
+            "--partition-range",
+            "2026-11-01...2026-11-02",
         ],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 

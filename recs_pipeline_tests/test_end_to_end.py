@@ -30,9 +30,7 @@ def lake_files(state: Materialised, asset: str) -> dict[str, bytes]:
 
 
 def latest_metadata(state: Materialised, asset: str) -> dict[str, object]:
-    event = state.instance.get_latest_materialization_event(
-        dg.AssetKey([state.site.name, asset])
-    )
+    event = state.instance.get_latest_materialization_event(dg.AssetKey([state.site.name, asset]))
     assert event is not None and event.asset_materialization is not None
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
@@ -40,7 +38,9 @@ def latest_metadata(state: Materialised, asset: str) -> dict[str, object]:
 def test_every_stage_has_a_partition_for_every_day(materialised: Materialised) -> None:
     for asset in PARTITIONED:
         assert materialised.lake.days(materialised.site.name, asset) == materialised.generated.days
-    assert materialised.lake.days(materialised.site.name, "als_model") == materialised.generated.days
+    assert (
+        materialised.lake.days(materialised.site.name, "als_model") == materialised.generated.days
+    )
     recs = materialised.lake.read_partitions(
         materialised.site.name, "user_recommendations", materialised.generated.days
     )

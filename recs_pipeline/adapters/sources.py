@@ -135,7 +135,9 @@ class SnowplowEvents:
             yield day, assemble_day(parsed, day, self.tz, self.rules, now=now)
             # Files of earlier days are not needed again (days are processed in order).
             horizon = day_bounds(day, self.tz)[1] - pd.Timedelta(hours=3)
-            for path in [p for p, item in cache.items() if item.hour is not None and item.hour < horizon]:
+            for path in [
+                p for p, item in cache.items() if item.hour is not None and item.hour < horizon
+            ]:
                 del cache[path]
 
     def _relative(self, path: str) -> str:

@@ -1,6 +1,5 @@
 """Ingestion: landing files -> raw events (+ quarantine) -> pages and per-day engagement."""
 
-
 import datetime as dt
 from collections import Counter
 

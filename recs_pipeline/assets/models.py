@@ -1,6 +1,5 @@
 """Modelling: trailing-window interactions -> ALS model, popular and similar articles."""
 
-
 import dataclasses
 import json
 
@@ -82,10 +81,12 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
             days = set(window_days(day, window))
-            rows = engagement.loc[engagement[schemas.DATE].isin(days)] if len(engagement) else engagement
-            frame, day_counts = window_interactions(
-                rows, day, as_of, site.engagement, has_dwell
+            rows = (
+                engagement.loc[engagement[schemas.DATE].isin(days)]
+                if len(engagement)
+                else engagement
             )
+            frame, day_counts = window_interactions(rows, day, as_of, site.engagement, has_dwell)
             frames.append(frame)
             counts = day_counts
         frame = pd.concat(frames, ignore_index=True)
@@ -126,7 +127,11 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         seconds = 0.0
         info: dict[str, object] = {}
         for day in run_days(context):
-            rows = interactions.loc[interactions[schemas.DATE] == day] if len(interactions) else interactions
+            rows = (
+                interactions.loc[interactions[schemas.DATE] == day]
+                if len(interactions)
+                else interactions
+            )
             try:
                 matrix = build_matrix(rows)
                 model = train_als(matrix, params)
@@ -184,7 +189,11 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
             days = set(window_days(day, config.window_days))
-            rows = engagement.loc[engagement[schemas.DATE].isin(days)] if len(engagement) else engagement
+            rows = (
+                engagement.loc[engagement[schemas.DATE].isin(days)]
+                if len(engagement)
+                else engagement
+            )
             if rows.empty:
                 continue
             rows = rows.assign(weight=rows["dwell_seconds"] if has_dwell else rows["views"])
@@ -224,7 +233,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         clock: Clock,
         lake: LakeResource,
     ) -> pd.DataFrame:
-        """Article -> article top-K: cosine of ALS article factors x recency decay, self excluded."""
+        """Article -> article top-K: cosine of ALS article factors x recency, self excluded."""
         config = site.models.similar
         started = run_started(context)
         frames = []

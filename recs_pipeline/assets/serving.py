@@ -1,6 +1,5 @@
 """Serving: per-user recommendations and the publish into the serving database."""
 
-
 import dataclasses
 
 import dagster as dg
@@ -86,7 +85,9 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             if frames
             else pd.DataFrame(columns=list(schemas.USER_RECOMMENDATION_COLUMNS))
         )[list(schemas.USER_RECOMMENDATION_COLUMNS)]
-        already_read = read_articles_recommended(frame, _seen_by_day(engagement, run_days(context), site.engagement.window_days))
+        already_read = read_articles_recommended(
+            frame, _seen_by_day(engagement, run_days(context), site.engagement.window_days)
+        )
         if already_read:
             raise ValueError(f"{already_read} recommendations point at articles already read")
         users = int(frame["user_id"].nunique()) if len(frame) else 0
@@ -141,7 +142,11 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         if len(pages):
             registry = (
                 pages.groupby("article_id", sort=True)
-                .agg(path=("path", "last"), first_seen=("first_seen", "min"), last_seen=("last_seen", "max"))
+                .agg(
+                    path=("path", "last"),
+                    first_seen=("first_seen", "min"),
+                    last_seen=("last_seen", "max"),
+                )
                 .reset_index()
                 .assign(title=None, published_at=None)
             )
@@ -197,7 +202,9 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     )
                 )
             versions.extend(
-                target.publish(site.name, as_of.to_pydatetime(), batches, keep=site.publish.keep_versions)
+                target.publish(
+                    site.name, as_of.to_pydatetime(), batches, keep=site.publish.keep_versions
+                )
             )
         rows = sum(version.rows for version in versions)
         summary = pd.DataFrame(

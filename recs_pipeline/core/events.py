@@ -17,6 +17,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -171,7 +172,15 @@ def events_from_table(
     """
     n = len(table)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
-    for name in ("user_id", "article_id", "path", "event_id", "event_name", "referrer", "user_agent"):
+    for name in (
+        "user_id",
+        "article_id",
+        "path",
+        "event_id",
+        "event_name",
+        "referrer",
+        "user_agent",
+    ):
         frame[name] = (
             table[name].astype("string") if name in table else pd.Series(pd.NA, index=frame.index)
         )
@@ -184,7 +193,8 @@ def events_from_table(
         stamps = stamps.dt.tz_convert("UTC")
     else:
         numbers = pd.to_numeric(raw_ts, errors="coerce")
-        stamps = pd.to_datetime(numbers, unit=timestamp_unit, utc=True, errors="coerce")
+        unit = cast(Literal["s", "ms", "us", "ns"], timestamp_unit)
+        stamps = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
     frame["ts"] = stamps
 
     reasons = pd.Series(pd.NA, index=frame.index, dtype="string")
@@ -213,9 +223,8 @@ def events_from_table(
     target = good["article_id"].fillna(good["path"])
     millis = good["ts"].astype("int64").astype("string")
     good["event_id"] = good["event_id"].fillna(good["user_id"] + "|" + target + "|" + millis)
-    return ParsedLines(
-        source_file, good.reset_index(drop=True), _quarantine_frame(quarantine.values.tolist()), n
-    )
+    rows = [(str(r), str(f), int(no), str(t)) for r, f, no, t in quarantine.itertuples(index=False)]
+    return ParsedLines(source_file, good.reset_index(drop=True), _quarantine_frame(rows), n)
 
 
 def _rows_as_text(rows: pd.DataFrame) -> list[str]:
@@ -307,7 +316,7 @@ def assemble_day(
             )
     events = events.loc[~is_bot & ~unknown]
 
-    article_id = article_ids(events["article_id"] if "article_id" in events else None, events, rules)
+    article_id = article_ids(events.get("article_id"), events, rules)
     non_article = article_id.isna()
     non_article_events = int(non_article.sum())
     events = events.assign(article_id=article_id).loc[~non_article]
@@ -330,9 +339,7 @@ def assemble_day(
     )
 
 
-def article_ids(
-    given: pd.Series | None, events: pd.DataFrame, rules: EventRules
-) -> pd.Series:
+def article_ids(given: pd.Series | None, events: pd.DataFrame, rules: EventRules) -> pd.Series:
     """The article id of each event: given by the source, else from the path by the site's regex.
 
     Paths under an excluded prefix (sections, authors, tags) are never articles.
@@ -345,4 +352,3 @@ def article_ids(
     if given is None:
         return from_path
     return given.astype("string").fillna(from_path)
-

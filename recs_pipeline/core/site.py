@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -67,9 +67,13 @@ class EventSourceConfig(_Strict):
     def _csv_needs_columns(self) -> EventSourceConfig:
         if self.format == "csv" and self.columns is None:
             raise ValueError("a csv event source needs a `columns` mapping")
-        if self.format == "csv" and self.columns is not None:
-            if self.columns.article_id is None and self.columns.path is None:
-                raise ValueError("a csv event source maps `article_id` or `path` (or both)")
+        if (
+            self.format == "csv"
+            and self.columns is not None
+            and self.columns.article_id is None
+            and self.columns.path is None
+        ):
+            raise ValueError("a csv event source maps `article_id` or `path` (or both)")
         re.compile(self.article_id_pattern)
         re.compile(self.bot_user_agent_pattern)
         return self
@@ -87,7 +91,7 @@ class EngagementConfig(_Strict):
     """Who and what counts as a real read; defaults are the seed system's numbers."""
 
     window_days: int = Field(default=28, gt=0, le=366)
-    #: Per (user, article, day): reads outside [min, max] dwell are not real reads (heartbeat sources).
+    #: Per (user, article, day): dwell outside [min, max] is not a real read (heartbeat sources).
     min_dwell_seconds: float = 30.0
     max_dwell_seconds: float = 600.0
     #: A user's total dwell over the window must exceed this (heartbeat sources).
@@ -182,7 +186,7 @@ class SiteConfig(_Strict):
         return ZoneInfo(self.timezone)
 
 
-def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML document."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):
@@ -203,7 +207,7 @@ def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
     return value
 
 
-def load_site(path: Path, environ: dict[str, str] | None = None) -> SiteConfig:
+def load_site(path: Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
     """Read one site file; the error names the file and the field that is wrong."""
     document = yaml.safe_load(path.read_text())
     if not isinstance(document, dict):
@@ -214,7 +218,7 @@ def load_site(path: Path, environ: dict[str, str] | None = None) -> SiteConfig:
         raise ValueError(f"{path}: {error}") from error
 
 
-def load_sites(directory: Path, environ: dict[str, str] | None = None) -> list[SiteConfig]:
+def load_sites(directory: Path, environ: Mapping[str, str] | None = None) -> list[SiteConfig]:
     """Every ``*.yaml`` site in a folder, sorted by name; duplicate names are an error."""
     sites = [load_site(path, environ) for path in sorted(directory.glob("*.yaml"))]
     _check_unique(site.name for site in sites)

@@ -34,7 +34,9 @@ def test_dwell_is_pings_times_heartbeat_and_ignores_events_after_as_of() -> None
 
 
 def test_pages_pick_the_most_frequent_path_and_count_readers() -> None:
-    day = events([("u", "a", "page_view", 0), ("v", "a", "page_view", 5), ("u", "b", "page_view", 9)])
+    day = events(
+        [("u", "a", "page_view", 0), ("v", "a", "page_view", 5), ("u", "b", "page_view", 9)]
+    )
     day.loc[1, "path"] = "/a/a?utm=x"
     pages = daily_pages(day, "2026-11-10").set_index("article_id")
     assert pages.loc["a", "readers"] == 2 and pages.loc["a", "views"] == 2
@@ -54,20 +56,30 @@ def engagement_rows(rows: list[tuple[str, str, float]], day: str = "2026-11-10")
 
 def test_window_thresholds_follow_the_site_rules() -> None:
     rules = EngagementConfig(
-        min_dwell_seconds=30, max_dwell_seconds=600, min_user_dwell_seconds=60,
-        min_article_readers=2, min_user_articles=2,
+        min_dwell_seconds=30,
+        max_dwell_seconds=600,
+        min_user_dwell_seconds=60,
+        min_article_readers=2,
+        min_user_articles=2,
     )
     rows = engagement_rows(
         [
-            ("u1", "a", 40), ("u1", "b", 50),  # kept
-            ("u2", "a", 45), ("u2", "b", 35),  # kept
-            ("u3", "a", 10), ("u3", "b", 900),  # both out of the dwell range
-            ("u4", "a", 31), ("u4", "c", 31),  # c has one reader -> dropped, then u4 has 1 article
+            ("u1", "a", 40),
+            ("u1", "b", 50),  # kept
+            ("u2", "a", 45),
+            ("u2", "b", 35),  # kept
+            ("u3", "a", 10),
+            ("u3", "b", 900),  # both out of the dwell range
+            ("u4", "a", 31),
+            ("u4", "c", 31),  # c has one reader -> dropped, then u4 has 1 article
         ]
     )
     frame, counts = window_interactions(rows, "2026-11-10", T0 + pd.Timedelta(days=1), rules, True)
     assert sorted(zip(frame["user_id"], frame["article_id"], strict=True)) == [
-        ("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"),
+        ("u1", "a"),
+        ("u1", "b"),
+        ("u2", "a"),
+        ("u2", "b"),
     ]
     assert counts["dropped_dwell_out_of_range"] == 2
     assert frame["weight"].tolist() == frame["dwell_seconds"].astype("float32").tolist()

@@ -135,7 +135,11 @@ def test_delimited_rows_validate_and_get_stable_event_ids() -> None:
     assert parsed.events["user_id"].tolist() == ["1", "2"]
     assert parsed.events["event_name"].tolist() == ["page_view", "page_view"]
     assert parsed.events["event_id"].tolist() == ["1|10|1762786800000", "2|11|1762786800000"]
-    assert parsed.quarantine["reason"].tolist() == ["missing_field", "missing_field", "bad_timestamp"]
+    assert parsed.quarantine["reason"].tolist() == [
+        "missing_field",
+        "missing_field",
+        "bad_timestamp",
+    ]
     assert parsed.quarantine["line_no"].tolist() == [4, 5, 6]  # header is line 1
 
 

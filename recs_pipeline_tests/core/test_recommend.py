@@ -199,7 +199,9 @@ def test_popular_only_recommendations_exclude_reads() -> None:
     interactions = pd.DataFrame(
         {"user_id": ["u1", "u1", "u2"], "article_id": ["p1", "x", "p2"], "weight": [1.0, 1.0, 1.0]}
     )
-    popular = pd.DataFrame({"rank": [1, 2, 3], "article_id": ["p1", "p2", "p3"], "score": [1.0, 0.5, 0.2]})
+    popular = pd.DataFrame(
+        {"rank": [1, 2, 3], "article_id": ["p1", "p2", "p3"], "score": [1.0, 0.5, 0.2]}
+    )
     recs = popular_only_recommendations(interactions, popular, n=2)
     lists = recs.groupby("user_id")["article_id"].apply(list).to_dict()
     assert lists == {"u1": ["p2", "p3"], "u2": ["p1", "p3"]}

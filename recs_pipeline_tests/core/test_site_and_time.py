@@ -38,10 +38,20 @@ def test_environment_references_expand(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "body,message",
     [
-        ("name: Bad-Name\nstart_date: 2026-01-01\nevents: {format: snowplow, location: x}", "lower-case"),
-        ("name: s\nstart_date: 2026-01-01\ntimezone: Mars/Base\nevents: {format: snowplow, location: x}", "time zone"),
+        (
+            "name: Bad-Name\nstart_date: 2026-01-01\nevents: {format: snowplow, location: x}",
+            "lower-case",
+        ),
+        (
+            "name: s\nstart_date: 2026-01-01\ntimezone: Mars/Base\n"
+            "events: {format: snowplow, location: x}",
+            "time zone",
+        ),
         ("name: s\nstart_date: 2026-01-01\nevents: {format: csv, location: x}", "columns"),
-        ("name: s\nstart_date: 2026-01-01\nevents: {format: snowplow, location: x}\ntypo: 1", "typo"),
+        (
+            "name: s\nstart_date: 2026-01-01\nevents: {format: snowplow, location: x}\ntypo: 1",
+            "typo",
+        ),
     ],
 )
 def test_bad_site_files_say_what_is_wrong(tmp_path: Path, body: str, message: str) -> None:
