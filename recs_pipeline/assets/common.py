@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from recs_pipeline.core.schemas import DATE
 from recs_pipeline.core.site import SiteConfig
 
 # Backfill policies and partition mappings are marked beta; they are what this graph is built on.
@@ -63,3 +65,43 @@ def numeric(values: Mapping[str, float | int]) -> dict[str, dg.MetadataValue]:
             else dg.MetadataValue.float(float(value))
         )
     return out
+
+
+def site_asset(
+    site: SiteConfig,
+    name: str,
+    *,
+    ins: Mapping[str, dg.AssetIn] | None = None,
+    deps: Sequence[dg.AssetKey] = (),
+    kinds: Iterable[str] = ("parquet", "pandas"),
+    stored: bool = True,
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """``@dg.asset`` with what every asset of a site shares.
+
+    Day partitions in the site's time zone, the site's group, a single-run backfill policy and,
+    when ``stored``, the lake IO manager for the returned frame.
+    """
+    return dg.asset(
+        key=key(site, name),
+        ins=dict(ins or {}),
+        deps=list(deps),
+        partitions_def=daily_partitions(site),
+        group_name=site.name,
+        io_manager_key=LAKE_IO if stored else None,
+        backfill_policy=SINGLE_RUN,
+        kinds=set(kinds),
+    )
+
+
+def of_days(frame: pd.DataFrame, days: Iterable[str]) -> pd.DataFrame:
+    """The rows of some day partitions (an input may be empty, even without columns)."""
+    if frame.empty or DATE not in frame.columns:
+        return frame.iloc[0:0]
+    return frame.loc[frame[DATE].isin(list(days))]
+
+
+def concat_days(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """One output frame from per-day frames, with its columns even when no day had rows."""
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    return pd.concat(frames, ignore_index=True)[list(columns)]

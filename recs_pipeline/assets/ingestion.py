@@ -10,11 +10,14 @@ from recs_pipeline.adapters.sources import event_source
 from recs_pipeline.assets.common import (
     LAKE_IO,
     SINGLE_RUN,
+    concat_days,
     daily_partitions,
     key,
     markdown_table,
     numeric,
+    of_days,
     run_days,
+    site_asset,
 )
 from recs_pipeline.core import schemas
 from recs_pipeline.core.engagement import daily_engagement, daily_pages
@@ -98,22 +101,15 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         )
         return raw, bad
 
-    @dg.asset(
-        key=key(site, "pages"),
+    @site_asset(
+        site,
+        "pages",
         ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
-        partitions_def=partitions,
-        group_name=group,
-        io_manager_key=LAKE_IO,
-        backfill_policy=SINGLE_RUN,
-        kinds={"parquet", "pandas"},
     )
     def pages(context: dg.AssetExecutionContext, raw_events: pd.DataFrame) -> pd.DataFrame:
         """Articles seen each day: id, most frequent path, first and last view, readers."""
-        frames = [
-            daily_pages(raw_events.loc[raw_events[schemas.DATE] == day], day)
-            for day in run_days(context)
-        ]
-        frame = pd.concat(frames, ignore_index=True)
+        frames = [daily_pages(of_days(raw_events, [day]), day) for day in run_days(context)]
+        frame = concat_days(frames, schemas.PAGE_COLUMNS)
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
@@ -126,14 +122,10 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         )
         return frame
 
-    @dg.asset(
-        key=key(site, "engagement"),
+    @site_asset(
+        site,
+        "engagement",
         ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
-        partitions_def=partitions,
-        group_name=group,
-        io_manager_key=LAKE_IO,
-        backfill_policy=SINGLE_RUN,
-        kinds={"parquet", "pandas"},
     )
     def engagement(
         context: dg.AssetExecutionContext, raw_events: pd.DataFrame, clock: Clock
@@ -145,13 +137,13 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             as_of = clock.as_of_for(day, site.tz, started)
             frames.append(
                 daily_engagement(
-                    raw_events.loc[raw_events[schemas.DATE] == day],
+                    of_days(raw_events, [day]),
                     day,
                     as_of,
                     site.events.heartbeat_seconds,
                 )
             )
-        frame = pd.concat(frames, ignore_index=True)
+        frame = concat_days(frames, schemas.ENGAGEMENT_COLUMNS)
         dwell = frame["dwell_seconds"].astype("float64") if not frame.empty else pd.Series([0.0])
         context.add_output_metadata(
             {

@@ -7,13 +7,13 @@ import dagster as dg
 import pandas as pd
 
 from recs_pipeline.assets.common import (
-    LAKE_IO,
-    SINGLE_RUN,
-    daily_partitions,
+    concat_days,
     key,
     markdown_table,
     numeric,
+    of_days,
     run_days,
+    site_asset,
     trailing_window,
 )
 from recs_pipeline.core import schemas
@@ -49,23 +49,17 @@ def load_als(lake: LakeResource, site: SiteConfig, day: str) -> AlsModel | None:
 
 
 def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
-    partitions = daily_partitions(site)
-    group = site.name
     window = site.engagement.window_days
     has_dwell = site.events.has_heartbeats
 
-    @dg.asset(
-        key=key(site, "interactions"),
+    @site_asset(
+        site,
+        "interactions",
         ins={
             "engagement": dg.AssetIn(
                 key(site, "engagement"), partition_mapping=trailing_window(window)
             )
         },
-        partitions_def=partitions,
-        group_name=group,
-        io_manager_key=LAKE_IO,
-        backfill_policy=SINGLE_RUN,
-        kinds={"parquet", "pandas"},
     )
     def interactions(
         context: dg.AssetExecutionContext, engagement: pd.DataFrame, clock: Clock
@@ -80,16 +74,11 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         counts: dict[str, int] = {}
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
-            days = set(window_days(day, window))
-            rows = (
-                engagement.loc[engagement[schemas.DATE].isin(days)]
-                if len(engagement)
-                else engagement
-            )
+            rows = of_days(engagement, window_days(day, window))
             frame, day_counts = window_interactions(rows, day, as_of, site.engagement, has_dwell)
             frames.append(frame)
             counts = day_counts
-        frame = pd.concat(frames, ignore_index=True)
+        frame = concat_days(frames, schemas.INTERACTION_COLUMNS)
         users = int(frame["user_id"].nunique()) if len(frame) else 0
         articles = int(frame["article_id"].nunique()) if len(frame) else 0
         context.add_output_metadata(
@@ -105,13 +94,12 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         )
         return frame
 
-    @dg.asset(
-        key=key(site, "als_model"),
+    @site_asset(
+        site,
+        "als_model",
         ins={"interactions": dg.AssetIn(key(site, "interactions"))},
-        partitions_def=partitions,
-        group_name=group,
-        backfill_policy=SINGLE_RUN,
         kinds={"implicit", "numpy"},
+        stored=False,
     )
     def als_model(
         context: dg.AssetExecutionContext, interactions: pd.DataFrame, lake: LakeResource
@@ -127,11 +115,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         seconds = 0.0
         info: dict[str, object] = {}
         for day in run_days(context):
-            rows = (
-                interactions.loc[interactions[schemas.DATE] == day]
-                if len(interactions)
-                else interactions
-            )
+            rows = of_days(interactions, [day])
             try:
                 matrix = build_matrix(rows)
                 model = train_als(matrix, params)
@@ -165,19 +149,15 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             }
         )
 
-    @dg.asset(
-        key=key(site, "popular_articles"),
+    @site_asset(
+        site,
+        "popular_articles",
         ins={
             "engagement": dg.AssetIn(
                 key(site, "engagement"),
                 partition_mapping=trailing_window(site.models.popular.window_days),
             )
         },
-        partitions_def=partitions,
-        group_name=group,
-        io_manager_key=LAKE_IO,
-        backfill_policy=SINGLE_RUN,
-        kinds={"parquet", "pandas"},
     )
     def popular_articles(
         context: dg.AssetExecutionContext, engagement: pd.DataFrame, clock: Clock
@@ -188,12 +168,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         frames = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
-            days = set(window_days(day, config.window_days))
-            rows = (
-                engagement.loc[engagement[schemas.DATE].isin(days)]
-                if len(engagement)
-                else engagement
-            )
+            rows = of_days(engagement, window_days(day, config.window_days))
             if rows.empty:
                 continue
             rows = rows.assign(weight=rows["dwell_seconds"] if has_dwell else rows["views"])
@@ -204,11 +179,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 top_n=config.top_n,
             )
             frames.append(ranked.assign(date=day))
-        frame = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame(columns=list(schemas.POPULAR_COLUMNS))
-        )[list(schemas.POPULAR_COLUMNS)]
+        frame = concat_days(frames, schemas.POPULAR_COLUMNS)
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
@@ -217,15 +188,11 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         )
         return frame
 
-    @dg.asset(
-        key=key(site, "similar_articles"),
+    @site_asset(
+        site,
+        "similar_articles",
         ins={"interactions": dg.AssetIn(key(site, "interactions"))},
         deps=[key(site, "als_model")],
-        partitions_def=partitions,
-        group_name=group,
-        io_manager_key=LAKE_IO,
-        backfill_policy=SINGLE_RUN,
-        kinds={"parquet", "pandas"},
     )
     def similar_articles(
         context: dg.AssetExecutionContext,
@@ -241,7 +208,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             model = load_als(lake, site, day)
             if model is None:
                 continue
-            rows = interactions.loc[interactions[schemas.DATE] == day]
+            rows = of_days(interactions, [day])
             first_seen = rows.groupby("article_id")["article_first_seen"].min()
             ranked = rank_similar(
                 model,
@@ -251,11 +218,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 top_k=config.top_k,
             )
             frames.append(ranked.assign(date=day))
-        frame = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame(columns=list(schemas.SIMILAR_COLUMNS))
-        )[list(schemas.SIMILAR_COLUMNS)]
+        frame = concat_days(frames, schemas.SIMILAR_COLUMNS)
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),

@@ -7,12 +7,12 @@ import pandas as pd
 
 from recs_pipeline.adapters.publishing import RecommendationBatch
 from recs_pipeline.assets.common import (
-    LAKE_IO,
-    SINGLE_RUN,
-    daily_partitions,
+    concat_days,
     key,
     markdown_table,
+    of_days,
     run_days,
+    site_asset,
     trailing_window,
 )
 from recs_pipeline.assets.models import als_params, load_als
@@ -34,11 +34,10 @@ def read_articles_recommended(recommendations: pd.DataFrame, interactions: pd.Da
 
 
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
-    partitions = daily_partitions(site)
-    group = site.name
 
-    @dg.asset(
-        key=key(site, "user_recommendations"),
+    @site_asset(
+        site,
+        "user_recommendations",
         ins={
             "interactions": dg.AssetIn(key(site, "interactions")),
             "engagement": dg.AssetIn(
@@ -48,11 +47,6 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             "popular_articles": dg.AssetIn(key(site, "popular_articles")),
         },
         deps=[key(site, "als_model")],
-        partitions_def=partitions,
-        group_name=group,
-        io_manager_key=LAKE_IO,
-        backfill_policy=SINGLE_RUN,
-        kinds={"parquet", "pandas"},
     )
     def user_recommendations_asset(
         context: dg.AssetExecutionContext,
@@ -71,7 +65,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         frames = []
         for day in run_days(context):
             seen = _seen_in_window(engagement, day, site.engagement.window_days)
-            popular = _of_day(popular_articles, day)
+            popular = of_days(popular_articles, [day])
             if seen.empty:
                 continue
             model = load_als(lake, site, day)
@@ -80,11 +74,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             else:
                 recs = user_recommendations(model, build_matrix(seen), popular, n=per_user)
             frames.append(recs.assign(date=day))
-        frame = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame(columns=list(schemas.USER_RECOMMENDATION_COLUMNS))
-        )[list(schemas.USER_RECOMMENDATION_COLUMNS)]
+        frame = concat_days(frames, schemas.USER_RECOMMENDATION_COLUMNS)
         already_read = read_articles_recommended(
             frame, _seen_by_day(engagement, run_days(context), site.engagement.window_days)
         )
@@ -108,18 +98,17 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         )
         return frame
 
-    @dg.asset(
-        key=key(site, "published_recommendations"),
+    @site_asset(
+        site,
+        "published_recommendations",
         ins={
             "user_recommendations": dg.AssetIn(key(site, "user_recommendations")),
             "similar_articles": dg.AssetIn(key(site, "similar_articles")),
             "popular_articles": dg.AssetIn(key(site, "popular_articles")),
             "pages": dg.AssetIn(key(site, "pages")),
         },
-        partitions_def=partitions,
-        group_name=group,
-        backfill_policy=SINGLE_RUN,
         kinds={"sqlite", "postgres"},
+        stored=False,
     )
     def published_recommendations(
         context: dg.AssetExecutionContext,
@@ -154,9 +143,9 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         versions = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
-            users = _of_day(user_recommendations, day)
-            similar = _of_day(similar_articles, day)
-            popular = _of_day(popular_articles, day)
+            users = of_days(user_recommendations, [day])
+            similar = of_days(similar_articles, [day])
+            popular = of_days(popular_articles, [day])
             if popular.empty:
                 context.log.warning(f"{site.name} {day}: nothing to publish (no popular list)")
                 continue
@@ -236,9 +225,9 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
 def _seen_in_window(engagement: pd.DataFrame, day: str, days: int) -> pd.DataFrame:
     """(user, article) pairs opened in the window ending with ``day``, weight 1 each."""
-    if engagement.empty or schemas.DATE not in engagement.columns:
+    rows = of_days(engagement, window_days(day, days))
+    if rows.empty:
         return pd.DataFrame(columns=["user_id", "article_id", "weight"])
-    rows = engagement.loc[engagement[schemas.DATE].isin(window_days(day, days))]
     pairs = rows[["user_id", "article_id"]].drop_duplicates()
     return pairs.assign(weight=1.0).reset_index(drop=True)
 
@@ -246,9 +235,3 @@ def _seen_in_window(engagement: pd.DataFrame, day: str, days: int) -> pd.DataFra
 def _seen_by_day(engagement: pd.DataFrame, days: list[str], window: int) -> pd.DataFrame:
     frames = [_seen_in_window(engagement, day, window).assign(date=day) for day in days]
     return pd.concat(frames, ignore_index=True)
-
-
-def _of_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:
-    if frame.empty or schemas.DATE not in frame.columns:
-        return frame.iloc[0:0]
-    return frame.loc[frame[schemas.DATE] == day]

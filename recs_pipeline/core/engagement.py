@@ -18,6 +18,8 @@ def daily_engagement(
     events: pd.DataFrame, day: str, as_of: pd.Timestamp, heartbeat_seconds: int
 ) -> pd.DataFrame:
     """Views, heartbeats and dwell per (user, article) over one day's events before ``as_of``."""
+    if events.empty:
+        return _empty(schemas.ENGAGEMENT_COLUMNS)
     events = events.loc[events["ts"] < as_of]
     if events.empty:
         return _empty(schemas.ENGAGEMENT_COLUMNS)
