@@ -13,17 +13,15 @@ Built on ``pyarrow.fs`` so another filesystem (S3) plugs in without changing cal
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from recs_pipeline.adapters.filesystems import resolve
 from recs_pipeline.core import schemas
 
 PART_NAME = "part-0.parquet"
@@ -134,13 +132,6 @@ class Lake:
 
 
 def lake_from_url(url: str) -> Lake:
-    """A lake from ``RECS_LAKE_URL``: a folder path or ``file://`` URL."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        folder = Path(parsed.path if parsed.scheme else url).expanduser()
-        folder = folder if folder.is_absolute() else Path(os.getcwd()) / folder
-        return Lake(pafs.LocalFileSystem(), folder.as_posix())
-    raise ValueError(
-        f"lake URL {url!r}: only local folders are supported so far (s3:// comes with the "
-        "production storage work)"
-    )
+    """A lake from ``RECS_LAKE_URL``: a folder, ``file://`` URL or ``s3://bucket/prefix``."""
+    filesystem, base = resolve(url)
+    return Lake(filesystem, base)

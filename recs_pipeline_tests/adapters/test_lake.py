@@ -57,5 +57,5 @@ def test_artifacts_live_beside_partitions(tmp_path: Path) -> None:
 
 
 def test_unsupported_lake_urls_are_refused_clearly() -> None:
-    with pytest.raises(ValueError, match="only local folders"):
+    with pytest.raises(ValueError, match="unsupported location"):
         lake_from_url("gs://bucket/x")
