@@ -141,7 +141,16 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             )
             articles = target.upsert_articles(site.name, registry)
         versions = []
-        for day in run_days(context):
+        # In a range (a backfill), only the newest `keep_versions` days can survive retention:
+        # publishing the older ones would write millions of rows only to delete them.
+        days = run_days(context)
+        to_publish = days[-site.publish.keep_versions :]
+        if len(to_publish) < len(days):
+            context.log.info(
+                f"{site.name}: publishing the newest {len(to_publish)} of {len(days)} days; "
+                "older versions would be pruned at once by keep_versions"
+            )
+        for day in to_publish:
             as_of = clock.as_of_for(day, site.tz, started)
             users = of_days(user_recommendations, [day])
             similar = of_days(similar_articles, [day])
@@ -212,6 +221,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(rows),
                 "model_versions": dg.MetadataValue.int(len(versions)),
+                "days_not_published": dg.MetadataValue.int(len(days) - len(to_publish)),
                 "articles_upserted": dg.MetadataValue.int(articles),
                 "current": dg.MetadataValue.int(
                     sum(1 for version in versions if version.status == "current")
