@@ -1,0 +1,654 @@
+"""The publisher on Postgres: what a recommendation API reads in a deployment.
+
+Same lifecycle as the SQLite publisher (``pending`` → ``current`` → ``stale``, ``failed``, keep
+N), built from Postgres' own tools:
+
+- **Per-site advisory lock** (session level, taken first and held for the whole publish): two
+  publishes of one site run one after the other, publishes of different sites run side by side.
+  It is the only lock a publish waits for on purpose, so publishes cannot deadlock each other;
+  the server releases it when a publishing process dies.
+- **Binary COPY into a partition of its own**: each version's rows go to a new table
+  ``recommendation_m<id>`` (no index to maintain while loading), its serving index is built once,
+  and the table is attached to ``recommendation`` — all in one transaction, so a crash leaves
+  nothing but the ``pending`` model row, which the next publish marks ``failed``.
+- **The swap is one short transaction** of ``model`` updates: a reader's snapshot sees the old
+  current version or the new one, never a mix. Retention deletes old ``model`` rows in the same
+  transaction; their partitions are then detached concurrently and dropped, so pruning never
+  blocks a reader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import repeat
+from typing import Any, Final, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from recs_pipeline.adapters.publishing.base import (
+    _MAX_ERROR_CHARS,
+    ABANDONED_ERROR,
+    ARTICLE_COLUMNS,
+    POPULAR_SOURCE,
+    ModelStatus,
+    ModelType,
+    ModelVersion,
+    RecommendationBatch,
+    _check_site,
+    _model_type,
+    _optional_text,
+    _plain,
+    _utcnow,
+    _validated_rows,
+    migration_files,
+)
+
+log = logging.getLogger(__name__)
+
+#: Serialises migrations of one database between processes (any constant distinct from sites').
+_MIGRATION_LOCK: Final = 0x7265637300000001
+_PARTITION: Final = re.compile(r"^recommendation_m(\d+)$")
+_COPY_TYPES: Final = ("int8", "text", "int4", "text", "float8")
+
+#: A version's partition, spelled out rather than ``LIKE recommendation`` so loading takes no
+#: lock on the parent until the attach; the attach refuses any drift from the parent's columns
+#: and CHECK constraints.
+_PARTITION_DDL: Final = """
+CREATE TABLE {table} (
+    model_id               bigint NOT NULL CHECK (model_id = {id}),
+    source_entity_id       text COLLATE "C" NOT NULL,
+    rank                   integer NOT NULL CONSTRAINT recommendation_rank_check CHECK (rank >= 1),
+    recommended_article_id text COLLATE "C" NOT NULL,
+    score                  double precision NOT NULL
+)
+"""
+
+_MODEL_FIELDS: Final = (
+    "id, site, type, status, as_of, row_count, params, metrics, created_at, finished_at, error"
+)
+
+#: The serving query; parameters: site, model type, source entity id, article ids to exclude
+#: (an array), limit. The scalar subquery finds the one current version (``model_one_current``
+#: guarantees one); at run time Postgres prunes every other partition, and the partition's
+#: ``(source_entity_id, rank)`` index yields the list in rank order, so LIMIT stops early.
+SERVING_QUERY: Final = """
+SELECT r.recommended_article_id, r.score, r.model_id
+FROM recommendation r
+WHERE r.model_id = (
+        SELECT id FROM model WHERE site = %s AND type = %s AND status = 'current')
+  AND r.source_entity_id = %s
+  AND r.recommended_article_id <> ALL (%s::text[])
+ORDER BY r.rank
+LIMIT %s
+"""
+
+# "Newest" for the descriptive columns is decided by last_seen, not by the order of the loads;
+# rows of one load are first merged per article (ON CONFLICT may touch a row only once).
+_UPSERT_ARTICLE: Final = """
+INSERT INTO article
+    (site, article_id, path, title, published_at, first_seen, last_seen, updated_at)
+SELECT %(site)s, article_id,
+    (array_agg(path ORDER BY last_seen DESC) FILTER (WHERE path IS NOT NULL))[1],
+    (array_agg(title ORDER BY last_seen DESC) FILTER (WHERE title IS NOT NULL))[1],
+    (array_agg(published_at ORDER BY last_seen DESC) FILTER (WHERE published_at IS NOT NULL))[1],
+    min(first_seen), max(last_seen), %(now)s
+FROM article_load
+GROUP BY article_id
+ON CONFLICT (site, article_id) DO UPDATE SET
+    path = CASE WHEN excluded.last_seen >= article.last_seen
+                THEN coalesce(excluded.path, article.path)
+                ELSE coalesce(article.path, excluded.path) END,
+    title = CASE WHEN excluded.last_seen >= article.last_seen
+                 THEN coalesce(excluded.title, article.title)
+                 ELSE coalesce(article.title, excluded.title) END,
+    published_at = CASE WHEN excluded.last_seen >= article.last_seen
+                        THEN coalesce(excluded.published_at, article.published_at)
+                        ELSE coalesce(article.published_at, excluded.published_at) END,
+    first_seen = least(article.first_seen, excluded.first_seen),
+    last_seen = greatest(article.last_seen, excluded.last_seen),
+    updated_at = excluded.updated_at
+"""
+
+
+def redact_url(url: str) -> str:
+    """A database URL safe to log: the password, if any, replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy-style URL (``postgresql+psycopg://``, ``postgres://``) as libpq takes it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower().split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"not a postgresql:// URL: {redact_url(url)!r}")
+    return f"postgresql://{rest}"
+
+
+def partition_name(model_id: int) -> str:
+    return f"recommendation_m{int(model_id)}"
+
+
+class PostgresPublisher:
+    """The publisher on a Postgres database (``postgresql://user:password@host:port/db``).
+
+    Every operation opens its own connection, so one instance is safe to share between threads,
+    and any number of processes may publish to one database. The constructor applies the
+    versioned migrations of ``adapters/migrations/postgres``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lock_timeout: float = 600.0,
+        connect_timeout: int = 10,
+        application_name: str = "recs_pipeline",
+    ) -> None:
+        self._conninfo = libpq_url(url)
+        self._redacted = redact_url(self._conninfo)
+        self._lock_timeout = lock_timeout
+        self._connect_options: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "application_name": application_name,
+        }
+        applied = self.migrate()
+        if applied:
+            log.info("applied migrations %s to %s", applied, self._redacted)
+
+    def __repr__(self) -> str:
+        return f"PostgresPublisher({self._redacted!r})"
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations (the constructor already does); returns the ones applied."""
+        with self._connect() as conn:
+            return apply_migrations(conn)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        site: str,
+        as_of: dt.datetime,
+        batches: Sequence[RecommendationBatch],
+        keep: int = 3,
+    ) -> list[ModelVersion]:
+        """Write each batch as a ``pending`` version, then swap them all in one transaction.
+
+        A batch whose ``as_of`` is older than the served version's (a backfill) is recorded as
+        ``stale`` and never replaces newer recommendations. Afterwards only the newest ``keep``
+        stale versions (by as_of) and ``keep`` failed versions (by creation) of each published
+        type remain; a version deleted that way is returned as ``pruned``. If anything raises,
+        this call's versions become ``failed`` with the error, what was served stays served, and
+        the exception propagates.
+        """
+        _check_site(site)
+        _aware(as_of, "as_of")
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        types = [b.model_type for b in batches]
+        if len(set(types)) != len(types):
+            raise ValueError(f"one batch per model type per publish, got {types}")
+        if not batches:
+            return []
+
+        with self._connect() as conn, self._site_lock(conn, site):
+            model_ids = self._start_versions(conn, site, as_of, batches)
+            try:
+                for model_id, batch in zip(model_ids, batches, strict=True):
+                    self._write_rows(conn, model_id, batch)
+                published = self._swap(conn, site, as_of, model_ids, batches, keep)
+            except BaseException as exc:
+                self._fail_versions(model_ids, exc)
+                self._reclaim_partitions_quietly(site)
+                raise
+            self._reclaim_partitions_quietly(site, conn)
+            return published
+
+    def upsert_articles(self, site: str, articles: pd.DataFrame) -> int:
+        """Merge articles into the registry (same rules as the SQLite publisher).
+
+        ``first_seen`` keeps the earliest value and ``last_seen`` the latest; ``path``,
+        ``title`` and ``published_at`` take the non-null value of whichever side was seen last.
+        """
+        _check_site(site)
+        missing = [c for c in ARTICLE_COLUMNS[:3] if c not in articles.columns]
+        if missing:
+            raise ValueError(f"articles frame lacks columns {missing}")
+        if articles.empty:
+            return 0
+        ids = articles["article_id"]
+        if ids.isna().any() or (ids.astype(str) == "").any():
+            raise ValueError("articles frame has null or empty article_id values")
+        first_seen = _timestamps(articles["first_seen"], "first_seen", nullable=False)
+        last_seen = _timestamps(articles["last_seen"], "last_seen", nullable=False)
+        n = len(articles)
+        published = (
+            _timestamps(articles["published_at"], "published_at", nullable=True)
+            if "published_at" in articles.columns
+            else [None] * n
+        )
+        rows = zip(
+            ids.astype(str).tolist(),
+            _optional_text(articles, "path"),
+            _optional_text(articles, "title"),
+            published,
+            first_seen,
+            last_seen,
+            strict=True,
+        )
+        with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                'CREATE TEMPORARY TABLE article_load (article_id text COLLATE "C", path text, '
+                "title text, published_at timestamptz, first_seen timestamptz, "
+                "last_seen timestamptz) ON COMMIT DROP"
+            )
+            with cur.copy("COPY article_load FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(
+                    ["text", "text", "text", "timestamptz", "timestamptz", "timestamptz"]
+                )
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(_UPSERT_ARTICLE, {"site": site, "now": _utcnow()})
+        return n
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def current(self, site: str, model_type: str) -> ModelVersion | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT {_MODEL_FIELDS} FROM model "
+                "WHERE site = %s AND type = %s AND status = 'current'",
+                (site, _model_type(model_type)),
+            ).fetchone()
+        return None if row is None else _model_version(row)
+
+    def versions(self, site: str, model_type: str | None = None) -> list[ModelVersion]:
+        query = f"SELECT {_MODEL_FIELDS} FROM model WHERE site = %s"
+        args: list[Any] = [site]
+        if model_type is not None:
+            query += " AND type = %s"
+            args.append(_model_type(model_type))
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY id DESC", args).fetchall()
+        return [_model_version(row) for row in rows]
+
+    def recommendations(
+        self,
+        site: str,
+        model_type: str,
+        source_entity_id: str,
+        size: int = 10,
+        exclude: Collection[str] = (),
+    ) -> pd.DataFrame:
+        """The current model's list for one source entity, best first, minus ``exclude``.
+
+        A user without recommendations gets the current popular list instead (as with SQLite);
+        ``rank`` is the served position and ``model_id`` says which version answered.
+        """
+        kind = _model_type(model_type)
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        excluded = sorted({str(a) for a in exclude})
+        with self._connect() as conn, conn.transaction():
+            # One snapshot for both queries: the fallback comes from the same moment.
+            found = conn.execute(
+                SERVING_QUERY, (site, kind, str(source_entity_id), excluded, size)
+            ).fetchall()
+            if not found and kind == "user" and size > 0:
+                found = conn.execute(
+                    SERVING_QUERY, (site, "popular", POPULAR_SOURCE, excluded, size)
+                ).fetchall()
+        return pd.DataFrame(
+            {
+                "rank": np.arange(1, len(found) + 1, dtype=np.int64),
+                "article_id": pd.Series([r[0] for r in found], dtype="str"),
+                "score": np.array([r[1] for r in found], dtype=np.float64),
+                "model_id": np.array([r[2] for r in found], dtype=np.int64),
+            }
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        # Autocommit: every transaction below is an explicit ``conn.transaction()`` block.
+        with psycopg.connect(self._conninfo, autocommit=True, **self._connect_options) as conn:
+            yield conn
+
+    @contextmanager
+    def _site_lock(self, conn: psycopg.Connection[Any], site: str) -> Iterator[None]:
+        """Hold the site's publish lock (a session-level advisory lock) for the block."""
+        key = ("recs_pipeline.publish", site)
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._lock_timeout}s",))
+        try:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s || ':' || %s, 0))", key)
+        except psycopg.errors.LockNotAvailable:
+            raise TimeoutError(
+                f"another publish of {site!r} held the lock for more than {self._lock_timeout:.0f}s"
+            ) from None
+        finally:
+            conn.execute("RESET lock_timeout")
+        try:
+            yield
+        finally:
+            if not conn.closed and not conn.broken:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s || ':' || %s, 0))", key)
+
+    def _start_versions(
+        self,
+        conn: psycopg.Connection[Any],
+        site: str,
+        as_of: dt.datetime,
+        batches: Sequence[RecommendationBatch],
+    ) -> list[int]:
+        """Fail crash leftovers, then record this run's versions as ``pending`` (committed).
+
+        Under the site lock, a ``pending`` version can only belong to a run that died.
+        """
+        now = _utcnow()
+        ids = []
+        with conn.transaction():
+            for batch in batches:
+                abandoned = conn.execute(
+                    "UPDATE model SET status = 'failed', error = %s, finished_at = %s "
+                    "WHERE site = %s AND type = %s AND status = 'pending'",
+                    (ABANDONED_ERROR, now, site, batch.model_type),
+                ).rowcount
+                if abandoned:
+                    log.warning(
+                        "%s/%s: marked %d abandoned pending version(s) failed",
+                        site,
+                        batch.model_type,
+                        abandoned,
+                    )
+                row = conn.execute(
+                    "INSERT INTO model (site, type, status, as_of, params, metrics, created_at) "
+                    "VALUES (%s, %s, 'pending', %s, %s, %s, %s) RETURNING id",
+                    (
+                        site,
+                        batch.model_type,
+                        as_of,
+                        Jsonb(_plain(batch.params)),
+                        Jsonb(_plain(batch.metrics)),
+                        now,
+                    ),
+                ).fetchone()
+                assert row is not None
+                ids.append(int(row[0]))
+        return ids
+
+    def _write_rows(
+        self, conn: psycopg.Connection[Any], model_id: int, batch: RecommendationBatch
+    ) -> None:
+        """Load a version's rows into its own partition: create, COPY, index, attach."""
+        started = time.perf_counter()
+        sources, ranks, articles, scores = _validated_rows(batch)
+        n = len(sources)
+        table = sql.Identifier(partition_name(model_id))
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL(_PARTITION_DDL).format(table=table, id=sql.Literal(model_id)))
+            with cur.copy(
+                sql.SQL(
+                    "COPY {} (model_id, source_entity_id, rank, recommended_article_id, score) "
+                    "FROM STDIN (FORMAT BINARY)"
+                ).format(table)
+            ) as copy:
+                copy.set_types(list(_COPY_TYPES))
+                for row in zip(repeat(model_id), sources, ranks, articles, scores):
+                    copy.write_row(row)
+            cur.execute(
+                sql.SQL("CREATE INDEX {} ON {} (source_entity_id, rank)").format(
+                    sql.Identifier(f"{partition_name(model_id)}_serving"), table
+                )
+            )
+            # The CHECK above implies the partition constraint: attaching scans nothing.
+            cur.execute(
+                sql.SQL("ALTER TABLE recommendation ATTACH PARTITION {} FOR VALUES IN ({})").format(
+                    table, sql.Literal(model_id)
+                )
+            )
+            cur.execute("UPDATE model SET row_count = %s WHERE id = %s", (n, model_id))
+        elapsed = time.perf_counter() - started
+        log.info(
+            "model %d (%s): wrote %d rows in %.2fs (%.0f rows/s)",
+            model_id,
+            batch.model_type,
+            n,
+            elapsed,
+            n / elapsed if elapsed > 0 else float("inf"),
+        )
+
+    def _swap(
+        self,
+        conn: psycopg.Connection[Any],
+        site: str,
+        as_of: dt.datetime,
+        model_ids: Sequence[int],
+        batches: Sequence[RecommendationBatch],
+        keep: int,
+    ) -> list[ModelVersion]:
+        """Promote every batch and apply retention in one transaction (all or nothing)."""
+        now = _utcnow()
+        published: list[ModelVersion] = []
+        with conn.transaction():
+            for model_id, batch in zip(model_ids, batches, strict=True):
+                served = conn.execute(
+                    "SELECT id, as_of FROM model "
+                    "WHERE site = %s AND type = %s AND status = 'current' FOR UPDATE",
+                    (site, batch.model_type),
+                ).fetchone()
+                promote = served is None or as_of >= served[1]
+                if promote and served is not None:
+                    conn.execute("UPDATE model SET status = 'stale' WHERE id = %s", (served[0],))
+                updated = conn.execute(
+                    "UPDATE model SET status = %s, finished_at = %s "
+                    "WHERE id = %s AND status = 'pending'",
+                    ("current" if promote else "stale", now, model_id),
+                ).rowcount
+                if updated != 1:
+                    raise RuntimeError(
+                        f"model {model_id} is no longer pending: another run marked it "
+                        "(concurrent publishers without the publish lock?)"
+                    )
+                published.append(self._version(conn, model_id))
+                if not promote:
+                    log.info(
+                        "%s/%s: as_of %s is older than the served %s; kept as stale",
+                        site,
+                        batch.model_type,
+                        as_of.isoformat(),
+                        served[1].isoformat() if served else None,
+                    )
+                for status, order in (("stale", "as_of DESC, id DESC"), ("failed", "id DESC")):
+                    # The partitions of deleted versions are reclaimed after the swap.
+                    conn.execute(
+                        "DELETE FROM model WHERE id IN (SELECT id FROM ("
+                        f"SELECT id, ROW_NUMBER() OVER (ORDER BY {order}) AS n FROM model "
+                        "WHERE site = %s AND type = %s AND status = %s) AS ranked WHERE n > %s)",
+                        (site, batch.model_type, status, keep),
+                    )
+            remaining = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM model WHERE id = ANY(%s)", (list(model_ids),)
+                )
+            }
+        return [
+            version if version.id in remaining else dataclasses.replace(version, status="pruned")
+            for version in published
+        ]
+
+    def _fail_versions(self, model_ids: Sequence[int], exc: BaseException) -> None:
+        """Record the failure on this call's still-pending versions (on a fresh connection: the
+        publishing one may be mid-COPY or broken). If even that fails, the original exception
+        still wins; the versions then stay pending and the next publish marks them abandoned."""
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        try:
+            with self._connect() as conn:
+                conn.execute(
+                    "UPDATE model SET status = 'failed', error = %s, finished_at = %s "
+                    "WHERE id = ANY(%s) AND status = 'pending'",
+                    (error, _utcnow(), list(model_ids)),
+                )
+        except Exception as cleanup:  # must not mask the original error
+            exc.add_note(f"marking models {list(model_ids)} failed also failed: {cleanup!r}")
+            log.exception("could not mark models %s failed", list(model_ids))
+
+    def reclaim_partitions(
+        self, site: str, conn: psycopg.Connection[Any] | None = None
+    ) -> list[str]:
+        """Detach and drop the partitions of a site's failed versions and of deleted versions.
+
+        ``DETACH … CONCURRENTLY`` takes no lock that blocks readers; a detach interrupted by a
+        crash is finished (``FINALIZE``) by the next call. Returns the partitions dropped.
+        """
+        if conn is None:
+            with self._connect() as own:
+                return self.reclaim_partitions(site, own)
+        partitions = conn.execute(
+            "SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'recommendation'::regclass"
+        ).fetchall()
+        by_id = {
+            int(match.group(1)): (name, bool(pending))
+            for name, pending in partitions
+            if (match := _PARTITION.match(name))
+        }
+        if not by_id:
+            return []
+        alive = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute(
+                "SELECT id, site, status FROM model WHERE id = ANY(%s)", (list(by_id),)
+            )
+        }
+        doomed = [
+            model_id
+            for model_id in sorted(by_id)
+            if model_id not in alive or alive[model_id] == (site, "failed")
+        ]
+        dropped = []
+        for model_id in doomed:
+            name, pending = by_id[model_id]
+            table = sql.Identifier(name)
+            mode = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
+            conn.execute(
+                sql.SQL("ALTER TABLE recommendation DETACH PARTITION {} {}").format(table, mode)
+            )
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            dropped.append(name)
+        return dropped
+
+    def _reclaim_partitions_quietly(
+        self, site: str, conn: psycopg.Connection[Any] | None = None
+    ) -> None:
+        """Reclaiming space must never fail a publish: what is left is retried next time."""
+        try:
+            dropped = self.reclaim_partitions(
+                site, conn if conn is not None and not conn.broken else None
+            )
+        except psycopg.Error as exc:
+            log.warning(
+                "%s: reclaiming old partitions failed (retried next publish): %s", site, exc
+            )
+        else:
+            if dropped:
+                log.info("%s: dropped partitions %s", site, dropped)
+
+    def _version(self, conn: psycopg.Connection[Any], model_id: int) -> ModelVersion:
+        row = conn.execute(
+            f"SELECT {_MODEL_FIELDS} FROM model WHERE id = %s", (model_id,)
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"model {model_id} vanished during the publish")
+        return _model_version(row)
+
+
+# -- migrations --------------------------------------------------------------------------------
+
+
+def apply_migrations(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema_migrations``; returns their versions.
+
+    One transaction under an advisory lock: two processes opening a new database at once apply
+    each migration exactly once, and a broken migration leaves nothing behind (DDL is
+    transactional in Postgres).
+    """
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, name, script in migration_files("postgres"):
+            if version in done:
+                continue
+            conn.execute(cast(Any, script))  # a script without parameters may hold statements
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            log.debug("applied migration %s", name)
+            applied.append(version)
+    return applied
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
+    return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+def _timestamps(values: pd.Series, name: str, *, nullable: bool) -> list[dt.datetime | None]:
+    """A timestamp column (datetimes or ISO text; naive means UTC) as aware UTC datetimes."""
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+    if not nullable and parsed.isna().any():
+        raise ValueError(f"articles frame has null {name} values")
+    return [None if pd.isna(v) else v.to_pydatetime() for v in parsed.tolist()]
+
+
+def _model_version(row: tuple[Any, ...]) -> ModelVersion:
+    (id_, site, kind, status, as_of, rows, params, metrics, created, finished, error) = row
+    return ModelVersion(
+        id=int(id_),
+        site=site,
+        model_type=cast(ModelType, kind),
+        status=cast(ModelStatus, status),
+        as_of=_utc(as_of),
+        rows=int(rows),
+        params=dict(params),
+        metrics=dict(metrics),
+        created_at=_utc(created),
+        finished_at=None if finished is None else _utc(finished),
+        error=error,
+    )
