@@ -17,6 +17,9 @@ from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.synthetic import GenerationStats, GeneratorConfig, generate
 from recs_pipeline.definitions import build_definitions
 
+# Real Postgres and S3 servers for the production-storage tests (see servers.py).
+from recs_pipeline_tests.servers import pg_server, pg_url, s3_bucket, s3_server  # noqa: F401
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 FIRST_DAY = dt.date(2026, 11, 1)

@@ -1,18 +1,20 @@
 """The lake: Parquet partitions and model artifacts on a filesystem, hive-style.
 
 Layout: ``<base>/<site>/<asset>/date=YYYY-MM-DD/part-0.parquet`` and
-``<base>/<site>/<asset>/date=YYYY-MM-DD/<artifact name>``. A write goes to a temporary name in the
-same folder and is renamed into place, so a reader (or a crash) never sees half a partition, and
-writing the same frame again gives the same file. The ``date`` column lives in the path, not in
+``<base>/<site>/<asset>/date=YYYY-MM-DD/<artifact name>``. A write replaces a whole file at once
+(a temporary name renamed into place on disk, a single PUT on S3), so a reader (or a crash) never
+sees half a partition, and writing the same frame again gives the same bytes. The ``date`` column lives in the path, not in
 the file (so DuckDB or pyarrow datasets read the folder with hive partitioning) and is added back
 on read.
 
-Built on ``pyarrow.fs`` so another filesystem (S3) plugs in without changing callers.
+Built on ``pyarrow.fs``: ``lake_from_url("s3://bucket/prefix")`` gives the same lake on S3 or any
+S3-compatible store (MinIO...), configured by the standard AWS variables.
 """
 
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -43,7 +45,21 @@ class Lake:
     def partition_path(self, site: str, asset: str, day: str) -> str:
         return f"{self.partition_dir(site, asset, day)}/{PART_NAME}"
 
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
     def _atomic_write(self, path: str, data: bytes) -> None:
+        """Replace the file at ``path`` with ``data``; a reader sees the old file or the new one.
+
+        On local disk: a temporary file in the same folder renamed into place. On an object
+        store a PUT (or a multipart upload, which appears on completion) is already atomic,
+        and a rename there would be a copy plus a delete, so the object is written in place.
+        """
+        if not self.is_local:
+            with self.fs.open_output_stream(path) as stream:
+                stream.write(data)
+            return
         folder = path.rsplit("/", 1)[0]
         self.fs.create_dir(folder, recursive=True)
         temporary = f"{folder}/.tmp-{uuid.uuid4().hex}"
@@ -61,6 +77,26 @@ class Lake:
         self._atomic_write(path, buffer.getvalue())
         return path
 
+    def _read_object_table(self, path: str, attempts: int = 3) -> pa.Table:
+        """A Parquet object read whole, then parsed.
+
+        An object store has no open file handle to pin a version: reading the footer and the
+        row groups in several ranged GETs (or a GET sized by an earlier HEAD) can straddle a
+        concurrent rewrite. The object is fetched whole and parsed from memory; a read that
+        straddled a rewrite comes back truncated (one GET is served from one version, sized by
+        an earlier HEAD), fails to parse, and is retried.
+        """
+        for attempt in range(1, attempts + 1):
+            with self.fs.open_input_stream(path) as stream:
+                data = stream.read()
+            try:
+                return pq.read_table(pa.BufferReader(data))
+            except (pa.ArrowInvalid, OSError):  # truncated: the object changed under the read
+                if attempt == attempts:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
     def has_partition(self, site: str, asset: str, day: str) -> bool:
         info = self.fs.get_file_info(self.partition_path(site, asset, day))
         return info.type == pafs.FileType.File
@@ -68,7 +104,11 @@ class Lake:
     def read_partition(self, site: str, asset: str, day: str) -> pd.DataFrame | None:
         if not self.has_partition(site, asset, day):
             return None
-        table = pq.read_table(self.partition_path(site, asset, day), filesystem=self.fs)
+        path = self.partition_path(site, asset, day)
+        if self.is_local:
+            table = pq.read_table(path, filesystem=self.fs)
+        else:
+            table = self._read_object_table(path)
         frame = table.to_pandas()
         frame.insert(0, schemas.DATE, day)
         return frame
@@ -126,7 +166,7 @@ class Lake:
 
     def uri(self, path: str) -> str:
         """A path as a person would paste it (for metadata)."""
-        if isinstance(self.fs, pafs.LocalFileSystem):
+        if self.is_local:
             return path
         return f"{self.fs.type_name}://{path}"
 
