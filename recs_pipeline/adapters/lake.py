@@ -3,9 +3,9 @@
 Layout: ``<base>/<site>/<asset>/date=YYYY-MM-DD/part-0.parquet`` and
 ``<base>/<site>/<asset>/date=YYYY-MM-DD/<artifact name>``. A write replaces a whole file at once
 (a temporary name renamed into place on disk, a single PUT on S3), so a reader (or a crash) never
-sees half a partition, and writing the same frame again gives the same bytes. The ``date`` column lives in the path, not in
-the file (so DuckDB or pyarrow datasets read the folder with hive partitioning) and is added back
-on read.
+sees half a partition, and writing the same frame again gives the same bytes. The ``date``
+column lives in the path, not in the file (so DuckDB or pyarrow datasets read the folder with
+hive partitioning) and is added back on read.
 
 Built on ``pyarrow.fs``: ``lake_from_url("s3://bucket/prefix")`` gives the same lake on S3 or any
 S3-compatible store (MinIO...), configured by the standard AWS variables.
