@@ -1,4 +1,8 @@
-"""The SQLite publisher: version lifecycle, atomic swaps, serving, the article registry."""
+"""The publishers (SQLite and Postgres): version lifecycle, atomic swaps, serving, articles.
+
+Tests of behaviour run against both backends (the ``publisher`` fixture is parametrised); tests
+of one backend's mechanics (query plans, migrations, locks) say so in their names.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
 from recs_pipeline.adapters.publishing import (
     ABANDONED_ERROR,
     SERVING_QUERY,
+    PostgresPublisher,
     RecommendationBatch,
     RecommendationValidationError,
     SqlitePublisher,
@@ -23,6 +29,7 @@ from recs_pipeline.adapters.publishing import (
     migration_files,
     publisher_from_url,
 )
+from recs_pipeline.adapters.publishing import postgres as pg
 
 SITE = "example"
 
@@ -62,24 +69,44 @@ def user_batch(tag: str, n_users: int = 3, per_user: int = 4) -> RecommendationB
     return RecommendationBatch("user", rec_rows(n_users, per_user, tag), params={"tag": tag})
 
 
-def row_count(publisher: SqlitePublisher, model_id: int) -> int:
-    with sqlite3.connect(publisher.path) as conn:
-        return int(
-            conn.execute(
-                "SELECT COUNT(*) FROM recommendation WHERE model_id = ?", (model_id,)
-            ).fetchone()[0]
-        )
+AnyPublisher = SqlitePublisher | PostgresPublisher
+
+
+def pg_connect(publisher: PostgresPublisher) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(pg.libpq_url(publisher._conninfo), autocommit=True)
+
+
+def sql(publisher: AnyPublisher, query: str, args: tuple[object, ...] = ()) -> list[tuple]:
+    """Run one statement on the publisher's database (``?`` placeholders for both backends)."""
+    if isinstance(publisher, SqlitePublisher):
+        with sqlite3.connect(publisher.path) as conn:
+            return conn.execute(query, args).fetchall()
+    with pg_connect(publisher) as conn:
+        cursor = conn.execute(query.replace("?", "%s"), args or None)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+def row_count(publisher: AnyPublisher, model_id: int) -> int:
+    rows = sql(publisher, "SELECT COUNT(*) FROM recommendation WHERE model_id = ?", (model_id,))
+    return int(rows[0][0])
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def publisher(request: pytest.FixtureRequest, tmp_path: Path) -> AnyPublisher:
+    if request.param == "sqlite":
+        return SqlitePublisher(tmp_path / "serving.sqlite")
+    return PostgresPublisher(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
-def publisher(tmp_path: Path) -> SqlitePublisher:
-    return SqlitePublisher(tmp_path / "serving.sqlite")
+def pg_publisher(pg_url: str) -> PostgresPublisher:
+    return PostgresPublisher(pg_url)
 
 
 # -- lifecycle -----------------------------------------------------------------------------------
 
 
-def test_first_publish_becomes_current(publisher: SqlitePublisher) -> None:
+def test_first_publish_becomes_current(publisher: AnyPublisher) -> None:
     [version] = publisher.publish(SITE, day(1), [user_batch("v1")])
 
     assert version.status == "current"
@@ -94,7 +121,7 @@ def test_first_publish_becomes_current(publisher: SqlitePublisher) -> None:
     assert served["model_id"].tolist() == [version.id] * 2
 
 
-def test_second_publish_replaces_and_stales_the_first(publisher: SqlitePublisher) -> None:
+def test_second_publish_replaces_and_stales_the_first(publisher: AnyPublisher) -> None:
     [first] = publisher.publish(SITE, day(1), [user_batch("v1")])
     [second] = publisher.publish(SITE, day(2), [user_batch("v2")])
 
@@ -104,13 +131,13 @@ def test_second_publish_replaces_and_stales_the_first(publisher: SqlitePublisher
     assert publisher.recommendations(SITE, "user", "u0")["article_id"].iloc[0] == "v2-u0-1"
 
 
-def test_same_day_rebuild_replaces_the_current(publisher: SqlitePublisher) -> None:
+def test_same_day_rebuild_replaces_the_current(publisher: AnyPublisher) -> None:
     publisher.publish(SITE, day(1), [user_batch("v1")])
     [rebuilt] = publisher.publish(SITE, day(1), [user_batch("v1b")])
     assert rebuilt.status == "current"
 
 
-def test_keep_prunes_the_oldest_stale_version_and_its_rows(publisher: SqlitePublisher) -> None:
+def test_keep_prunes_the_oldest_stale_version_and_its_rows(publisher: AnyPublisher) -> None:
     ids = [publisher.publish(SITE, day(n), [user_batch(f"v{n}")], keep=2)[0].id for n in (1, 2, 3)]
     assert row_count(publisher, ids[0]) == 12
 
@@ -122,7 +149,7 @@ def test_keep_prunes_the_oldest_stale_version_and_its_rows(publisher: SqlitePubl
     assert row_count(publisher, ids[1]) == 12
 
 
-def test_backfill_of_an_older_day_goes_straight_to_stale(publisher: SqlitePublisher) -> None:
+def test_backfill_of_an_older_day_goes_straight_to_stale(publisher: AnyPublisher) -> None:
     [newer] = publisher.publish(SITE, day(5), [user_batch("day5")])
     [older] = publisher.publish(SITE, day(3), [user_batch("day3")])
 
@@ -132,7 +159,7 @@ def test_backfill_of_an_older_day_goes_straight_to_stale(publisher: SqlitePublis
     assert publisher.recommendations(SITE, "user", "u0")["article_id"].iloc[0] == "day5-u0-1"
 
 
-def test_types_are_versioned_independently(publisher: SqlitePublisher) -> None:
+def test_types_are_versioned_independently(publisher: AnyPublisher) -> None:
     pop = RecommendationBatch("popular", popular_rows(["p1", "p2"]))
     art = RecommendationBatch("article", rec_rows(2, 3, "a1", prefix="art"))
     published = publisher.publish(SITE, day(1), [user_batch("v1"), pop, art])
@@ -148,16 +175,30 @@ def test_types_are_versioned_independently(publisher: SqlitePublisher) -> None:
 # -- failures ------------------------------------------------------------------------------------
 
 
-def add_poison_trigger(publisher: SqlitePublisher) -> None:
-    with sqlite3.connect(publisher.path) as conn:
+def add_poison_trigger(publisher: AnyPublisher) -> None:
+    """Make writing a popular version's rows fail (after the user version's rows are in)."""
+    if isinstance(publisher, SqlitePublisher):
+        with sqlite3.connect(publisher.path) as conn:
+            conn.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON recommendation "
+                "WHEN NEW.recommended_article_id = 'poison' "
+                "BEGIN SELECT RAISE(ABORT, 'poison row refused'); END"
+            )
+        return
+    # Postgres loads a version into a new table of its own: the trigger sits on the row count
+    # update that ends a popular version's load transaction.
+    with pg_connect(publisher) as conn:
         conn.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON recommendation "
-            "WHEN NEW.recommended_article_id = 'poison' "
-            "BEGIN SELECT RAISE(ABORT, 'poison row refused'); END"
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'poison row refused'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER poison BEFORE UPDATE OF row_count ON model FOR EACH ROW "
+            "WHEN (NEW.type = 'popular' AND NEW.row_count > 0) EXECUTE FUNCTION poison()"
         )
 
 
-def test_failure_mid_publish_keeps_the_served_models(publisher: SqlitePublisher) -> None:
+def test_failure_mid_publish_keeps_the_served_models(publisher: AnyPublisher) -> None:
     old = publisher.publish(
         SITE,
         day(1),
@@ -167,7 +208,7 @@ def test_failure_mid_publish_keeps_the_served_models(publisher: SqlitePublisher)
 
     # The user batch is written fine; the popular batch after it hits the poisoned row.
     bad_popular = RecommendationBatch("popular", popular_rows(["ok", "poison", "ok2"]))
-    with pytest.raises(sqlite3.IntegrityError, match="poison row refused"):
+    with pytest.raises((sqlite3.Error, psycopg.Error), match="poison row refused"):
         publisher.publish(SITE, day(2), [user_batch("v2"), bad_popular])
 
     for before in old:
@@ -199,7 +240,7 @@ def test_failure_mid_publish_keeps_the_served_models(publisher: SqlitePublisher)
     ],
 )
 def test_invalid_rows_fail_the_version_with_a_clear_error(
-    publisher: SqlitePublisher, change: Callable[[pd.DataFrame], pd.DataFrame], message: str
+    publisher: AnyPublisher, change: Callable[[pd.DataFrame], pd.DataFrame], message: str
 ) -> None:
     [old] = publisher.publish(SITE, day(1), [user_batch("v1")])
     bad = RecommendationBatch("user", change(rec_rows(3, 4, "v2")))
@@ -213,25 +254,36 @@ def test_invalid_rows_fail_the_version_with_a_clear_error(
     assert failed.error.startswith("RecommendationValidationError") and message in failed.error
 
 
-def test_popular_rows_must_use_the_default_source(publisher: SqlitePublisher) -> None:
+def test_popular_rows_must_use_the_default_source(publisher: AnyPublisher) -> None:
     rows = popular_rows(["p1"]).assign(source_entity_id="someone")
     with pytest.raises(RecommendationValidationError, match="'default'"):
         publisher.publish(SITE, day(1), [RecommendationBatch("popular", rows)])
 
 
-def test_pending_left_by_a_crashed_run_is_marked_failed(publisher: SqlitePublisher) -> None:
-    with sqlite3.connect(publisher.path) as conn:
-        leftover = conn.execute(
-            "INSERT INTO model (site, type, status, as_of, created_at) "
-            "VALUES (?, 'user', 'pending', '2024-05-01T00:00:00.000000+00:00', "
-            "'2024-05-01T01:00:00.000000+00:00')",
-            (SITE,),
-        ).lastrowid
-        other_site = conn.execute(
-            "INSERT INTO model (site, type, status, as_of, created_at) "
-            "VALUES ('elsewhere', 'user', 'pending', '2024-05-01T00:00:00.000000+00:00', "
-            "'2024-05-01T01:00:00.000000+00:00')"
-        ).lastrowid
+def insert_pending(publisher: AnyPublisher, site: str) -> int:
+    """A version as a run that died while writing leaves it."""
+    if isinstance(publisher, SqlitePublisher):
+        with sqlite3.connect(publisher.path) as conn:
+            cursor = conn.execute(
+                "INSERT INTO model (site, type, status, as_of, created_at) "
+                "VALUES (?, 'user', 'pending', '2024-05-01T00:00:00.000000+00:00', "
+                "'2024-05-01T01:00:00.000000+00:00')",
+                (site,),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+    rows = sql(
+        publisher,
+        "INSERT INTO model (site, type, status, as_of, created_at) VALUES "
+        "(?, 'user', 'pending', '2024-05-01T00:00Z', '2024-05-01T01:00Z') RETURNING id",
+        (site,),
+    )
+    return int(rows[0][0])
+
+
+def test_pending_left_by_a_crashed_run_is_marked_failed(publisher: AnyPublisher) -> None:
+    leftover = insert_pending(publisher, SITE)
+    other_site = insert_pending(publisher, "elsewhere")
 
     publisher.publish(SITE, day(2), [user_batch("v2")])
 
@@ -244,7 +296,7 @@ def test_pending_left_by_a_crashed_run_is_marked_failed(publisher: SqlitePublish
     assert publisher.versions("elsewhere")[0].status == "pending"
 
 
-def test_failed_versions_beyond_keep_are_pruned(publisher: SqlitePublisher) -> None:
+def test_failed_versions_beyond_keep_are_pruned(publisher: AnyPublisher) -> None:
     bad = RecommendationBatch("user", rec_rows(1, 2, "x").assign(rank=1))
     for n in range(1, 5):
         with pytest.raises(RecommendationValidationError):
@@ -254,7 +306,7 @@ def test_failed_versions_beyond_keep_are_pruned(publisher: SqlitePublisher) -> N
     assert failed == [4, 3]
 
 
-def test_publish_argument_checks(publisher: SqlitePublisher) -> None:
+def test_publish_argument_checks(publisher: AnyPublisher) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         publisher.publish(SITE, dt.datetime(2024, 5, 1), [user_batch("v1")])
     with pytest.raises(ValueError, match="one batch per model type"):
@@ -264,7 +316,7 @@ def test_publish_argument_checks(publisher: SqlitePublisher) -> None:
     assert publisher.versions(SITE) == []
 
 
-def test_params_and_metrics_are_stored_as_json(publisher: SqlitePublisher) -> None:
+def test_params_and_metrics_are_stored_as_json(publisher: AnyPublisher) -> None:
     batch = RecommendationBatch(
         "user",
         rec_rows(1, 2, "v1"),
@@ -289,7 +341,7 @@ GROUP BY r.model_id
 """
 
 
-def test_concurrent_reader_only_sees_complete_versions(publisher: SqlitePublisher) -> None:
+def test_concurrent_reader_only_sees_complete_versions(publisher: AnyPublisher) -> None:
     [old] = publisher.publish(SITE, day(1), [RecommendationBatch("user", rec_rows(2000, 5, "v1"))])
     new_rows = rec_rows(20_000, 8, "v2")  # big enough for the write to take a while
     expected = {5 * 2000, 8 * 20_000}
@@ -300,15 +352,25 @@ def test_concurrent_reader_only_sees_complete_versions(publisher: SqlitePublishe
 
     def read() -> None:
         try:
-            conn = sqlite3.connect(publisher.path, isolation_level=None, timeout=10)
-            while not stop.is_set():
-                # One read transaction: both queries see the same WAL snapshot.
-                conn.execute("BEGIN")
-                totals = conn.execute(_CURRENT_COUNT, (SITE,)).fetchall()
-                one = conn.execute(_SERVE_ONE, (SITE, "u7")).fetchall()
-                conn.execute("COMMIT")
-                observations.append((time.monotonic(), totals, one))
-            conn.close()
+            if isinstance(publisher, SqlitePublisher):
+                conn = sqlite3.connect(publisher.path, isolation_level=None, timeout=10)
+                while not stop.is_set():
+                    # One read transaction: both queries see the same WAL snapshot.
+                    conn.execute("BEGIN")
+                    totals = conn.execute(_CURRENT_COUNT, (SITE,)).fetchall()
+                    one = conn.execute(_SERVE_ONE, (SITE, "u7")).fetchall()
+                    conn.execute("COMMIT")
+                    observations.append((time.monotonic(), totals, one))
+                conn.close()
+                return
+            with pg_connect(publisher) as pgconn:
+                while not stop.is_set():
+                    # REPEATABLE READ: both queries see one snapshot.
+                    pgconn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    totals = pgconn.execute(_CURRENT_COUNT.replace("?", "%s"), (SITE,)).fetchall()
+                    one = pgconn.execute(_SERVE_ONE.replace("?", "%s"), (SITE, "u7")).fetchall()
+                    pgconn.execute("COMMIT")
+                    observations.append((time.monotonic(), totals, one))  # type: ignore[arg-type]
         except BaseException as exc:
             reader_errors.append(exc)
 
@@ -337,7 +399,7 @@ def test_concurrent_reader_only_sees_complete_versions(publisher: SqlitePublishe
     assert seen == {old.id, new.id}
 
 
-def test_concurrent_publishers_are_serialised(publisher: SqlitePublisher) -> None:
+def test_concurrent_publishers_are_serialised(publisher: AnyPublisher) -> None:
     publisher.publish(SITE, day(1), [user_batch("v1")])
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -365,7 +427,7 @@ def test_concurrent_publishers_are_serialised(publisher: SqlitePublisher) -> Non
 
 
 @pytest.fixture
-def served(publisher: SqlitePublisher) -> SqlitePublisher:
+def served(publisher: AnyPublisher) -> AnyPublisher:
     publisher.publish(
         SITE,
         day(1),
@@ -378,7 +440,7 @@ def served(publisher: SqlitePublisher) -> SqlitePublisher:
     return publisher
 
 
-def test_unknown_user_gets_the_popular_list(served: SqlitePublisher) -> None:
+def test_unknown_user_gets_the_popular_list(served: AnyPublisher) -> None:
     popular = served.current(SITE, "popular")
     assert popular is not None
     frame = served.recommendations(SITE, "user", "nobody", size=3)
@@ -387,12 +449,12 @@ def test_unknown_user_gets_the_popular_list(served: SqlitePublisher) -> None:
     assert list(frame.columns) == ["rank", "article_id", "score", "model_id"]
 
 
-def test_user_with_all_recommendations_excluded_gets_popular(served: SqlitePublisher) -> None:
+def test_user_with_all_recommendations_excluded_gets_popular(served: AnyPublisher) -> None:
     own = served.recommendations(SITE, "user", "u0")["article_id"].tolist()
     assert served.recommendations(SITE, "user", "u0", exclude=own)["article_id"].iloc[0] == "p1"
 
 
-def test_unknown_article_gets_nothing(served: SqlitePublisher) -> None:
+def test_unknown_article_gets_nothing(served: AnyPublisher) -> None:
     frame = served.recommendations(SITE, "article", "no-such-article")
     assert frame.empty
     assert list(frame.columns) == ["rank", "article_id", "score", "model_id"]
@@ -403,13 +465,13 @@ def test_unknown_article_gets_nothing(served: SqlitePublisher) -> None:
     ]
 
 
-def test_site_without_a_user_model_serves_popular(publisher: SqlitePublisher) -> None:
+def test_site_without_a_user_model_serves_popular(publisher: AnyPublisher) -> None:
     publisher.publish(SITE, day(1), [RecommendationBatch("popular", popular_rows(["p1"]))])
     assert publisher.recommendations(SITE, "user", "u0")["article_id"].tolist() == ["p1"]
     assert publisher.recommendations("other", "user", "u0").empty
 
 
-def test_exclude_removes_articles_and_renumbers(served: SqlitePublisher) -> None:
+def test_exclude_removes_articles_and_renumbers(served: AnyPublisher) -> None:
     frame = served.recommendations(SITE, "user", "u2", size=2, exclude={"v1-u2-1", "unrelated"})
     assert frame["article_id"].tolist() == ["v1-u2-2", "v1-u2-3"]
     assert frame["rank"].tolist() == [1, 2]
@@ -422,7 +484,9 @@ def test_exclude_removes_articles_and_renumbers(served: SqlitePublisher) -> None
     ].tolist() == ["p2"]
 
 
-def test_serving_queries_use_the_indexes(served: SqlitePublisher) -> None:
+def test_sqlite_serving_queries_use_the_indexes(tmp_path: Path) -> None:
+    served = SqlitePublisher(tmp_path / "serving.sqlite")
+    served.publish(SITE, day(1), [user_batch("v1")])
     join_query = (
         "SELECT r.rank, r.recommended_article_id, r.score "
         "FROM recommendation r JOIN model m ON m.id = r.model_id "
@@ -448,11 +512,33 @@ def test_serving_queries_use_the_indexes(served: SqlitePublisher) -> None:
     assert not any("TEMP B-TREE" in step for step in serving_steps), serving_steps
 
 
+def test_postgres_serving_query_reads_one_partition_by_index(
+    pg_publisher: PostgresPublisher,
+) -> None:
+    for n in (1, 2, 3):
+        pg_publisher.publish(SITE, day(n), [user_batch(f"v{n}", n_users=50)])
+    current = pg_publisher.current(SITE, "user")
+    assert current is not None
+    with pg_connect(pg_publisher) as conn:
+        conn.execute("SET enable_seqscan = off")  # tiny tables: ask whether an index can serve
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + pg.SERVING_QUERY,
+                (SITE, "user", "u7", [], 10),
+            )
+        )
+    # Only the current version's partition runs; the others are pruned at run time.
+    assert f"recommendation_m{current.id}_serving" in plan, plan
+    assert plan.count("(never executed)") == 2, plan
+    assert "Sort" not in plan, plan  # the index yields rank order
+
+
 # -- articles ------------------------------------------------------------------------------------
 
 
 def test_upsert_articles_keeps_the_widest_window_and_newest_text(
-    publisher: SqlitePublisher,
+    publisher: AnyPublisher,
 ) -> None:
     first = pd.DataFrame(
         {
@@ -488,12 +574,20 @@ def test_upsert_articles_keeps_the_widest_window_and_newest_text(
     )
     publisher.upsert_articles(SITE, backfill)
 
-    with sqlite3.connect(publisher.path) as conn:
-        rows = conn.execute(
+    rows = [
+        tuple(
+            value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+            if isinstance(value, dt.datetime)
+            else value
+            for value in row
+        )
+        for row in sql(
+            publisher,
             "SELECT article_id, path, title, published_at, first_seen, last_seen "
             "FROM article WHERE site = ? ORDER BY article_id",
             (SITE,),
-        ).fetchall()
+        )
+    ]
     assert rows == [
         (
             "a1",
@@ -514,7 +608,7 @@ def test_upsert_articles_keeps_the_widest_window_and_newest_text(
     ]
 
 
-def test_upsert_articles_rejects_missing_ids(publisher: SqlitePublisher) -> None:
+def test_upsert_articles_rejects_missing_ids(publisher: AnyPublisher) -> None:
     frame = pd.DataFrame(
         {"article_id": [None], "first_seen": ["2024-05-01T00:00Z"], "last_seen": ["2024-05-01Z"]}
     )
@@ -526,7 +620,7 @@ def test_upsert_articles_rejects_missing_ids(publisher: SqlitePublisher) -> None
 # -- migrations and URLs -------------------------------------------------------------------------
 
 
-def test_migrations_applied_twice_are_a_no_op(tmp_path: Path) -> None:
+def test_sqlite_migrations_applied_twice_are_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     publisher = SqlitePublisher(path)
     publisher.publish(SITE, day(1), [user_batch("v1")])
@@ -541,6 +635,81 @@ def test_migrations_applied_twice_are_a_no_op(tmp_path: Path) -> None:
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert recorded == versions
     assert journal == "wal"
+
+
+def test_postgres_migrations_applied_twice_are_a_no_op(pg_url: str) -> None:
+    publisher = PostgresPublisher(pg_url)
+    publisher.publish(SITE, day(1), [user_batch("v1")])
+    versions = [v for v, _, _ in migration_files("postgres")]
+    assert versions[0] == 1
+    assert publisher.migrate() == []
+    assert PostgresPublisher(pg_url).versions(SITE)[0].status == "current"
+    recorded = [r[0] for r in sql(publisher, "SELECT version FROM schema_migrations ORDER BY 1")]
+    assert recorded == versions
+
+
+def test_postgres_migrations_race_applies_each_once(pg_url: str) -> None:
+    """Several processes opening a new database at once: the advisory lock lets one migrate."""
+    errors: list[BaseException] = []
+
+    def open_publisher() -> None:
+        try:
+            PostgresPublisher(pg_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_publisher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (1,)
+
+
+def test_postgres_publish_waits_for_the_site_lock_not_for_other_sites(
+    pg_publisher: PostgresPublisher,
+) -> None:
+    """The per-site advisory lock: a publish of the locked site waits (and times out here);
+    another site publishes meanwhile."""
+    key = ("recs_pipeline.publish", SITE)
+    impatient = PostgresPublisher(pg.libpq_url(pg_publisher._conninfo), lock_timeout=0.5)
+    with pg_connect(pg_publisher) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s || ':' || %s, 0))", key)
+        with pytest.raises(TimeoutError, match="held the lock"):
+            impatient.publish(SITE, day(1), [user_batch("v1")])
+        [other] = impatient.publish("other-site", day(1), [user_batch("v1")])
+        assert other.status == "current"
+    assert impatient.versions(SITE) == []  # nothing was started while waiting
+    [mine] = impatient.publish(SITE, day(1), [user_batch("v1")])
+    assert mine.status == "current"
+
+
+def test_postgres_partitions_follow_the_versions(pg_publisher: PostgresPublisher) -> None:
+    """Every kept version has its partition; pruned and failed versions leave none."""
+    bad = RecommendationBatch("user", rec_rows(1, 2, "x").assign(rank=1))
+    with pytest.raises(RecommendationValidationError):
+        pg_publisher.publish(SITE, day(1), [bad], keep=1)
+    for n in (2, 3, 4):
+        pg_publisher.publish(SITE, day(n), [user_batch(f"v{n}")], keep=1)
+    kept = {v.id for v in pg_publisher.versions(SITE) if v.status in ("current", "stale")}
+    partitions = {
+        int(name.removeprefix("recommendation_m"))
+        for (name,) in sql(
+            pg_publisher,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'recommendation'::regclass",
+        )
+    }
+    assert len(kept) == 2
+    assert partitions == kept
+    leftovers = sql(
+        pg_publisher,
+        "SELECT relname FROM pg_class WHERE relname LIKE 'recommendation\\_m%' "
+        "AND relkind = 'r' AND NOT relispartition",
+    )
+    assert leftovers == []
 
 
 def test_publisher_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -558,8 +727,6 @@ def test_publisher_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://user:secret@db/recs", "postgresql:// is not supported yet"),
-        ("postgresql+psycopg://user:secret@db/recs", "postgresql:// is not supported yet"),
         ("mysql://db/recs", "unsupported publisher URL scheme"),
         ("sqlite://", "in-memory"),
         ("sqlite:///:memory:", "in-memory"),
@@ -571,3 +738,18 @@ def test_publisher_from_url_rejects(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         publisher_from_url(url)
     assert "secret" not in str(info.value)
+
+
+def test_publisher_from_url_for_postgres(pg_url: str) -> None:
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        publisher = publisher_from_url(pg_url.replace("postgresql", scheme, 1))
+        assert isinstance(publisher, PostgresPublisher)
+    assert publisher.versions(SITE) == []
+
+
+def test_postgres_url_password_is_never_shown() -> None:
+    url = "postgresql://recs:s3cret-pw@127.0.0.1:1/recs"
+    assert pg.redact_url(url) == "postgresql://recs:***@127.0.0.1:1/recs"
+    with pytest.raises(psycopg.OperationalError) as info:
+        publisher_from_url(url)  # nothing listens on port 1
+    assert "s3cret-pw" not in str(info.value)
