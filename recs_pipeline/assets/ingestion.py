@@ -62,6 +62,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         quarantine: list[pd.DataFrame] = []
         totals: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
+        non_article: Counter[str] = Counter()
         for day, result in source.read_days(days, now=run_started(context)):
             events.append(result.events)
             quarantine.append(result.quarantine)
@@ -71,8 +72,10 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 events=len(result.events),
                 duplicates=result.duplicates,
                 non_article_events=result.non_article_events,
+                ignored_events=result.ignored_events,
                 quarantined=len(result.quarantine),
             )
+            non_article.update(result.non_article_by_reason)
             context.log.info(
                 f"{site.name} {day}: {len(result.events):,} events, "
                 f"{len(result.quarantine):,} quarantined, {result.duplicates:,} duplicates"
@@ -82,6 +85,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         context.add_output_metadata(
             {
                 **numeric(dict(totals)),
+                **numeric({f"non_article_{name}": n for name, n in sorted(non_article.items())}),
                 "users": dg.MetadataValue.int(int(raw["user_id"].nunique())),
                 "articles": dg.MetadataValue.int(int(raw["article_id"].nunique())),
                 "page_views": dg.MetadataValue.int(int((raw["event_name"] == "page_view").sum())),

@@ -23,17 +23,23 @@ def daily_engagement(
     events = events.loc[events["ts"] < as_of]
     if events.empty:
         return _empty(schemas.ENGAGEMENT_COLUMNS)
+    # Sources that measure engagement time themselves (GA4) add it to the heartbeats' dwell.
+    engaged = events["engaged_ms"] if "engaged_ms" in events else pd.Series(0, index=events.index)
     grouped = events.assign(
         is_view=(events["event_name"] == "page_view").astype("int32"),
         is_ping=(events["event_name"] == "page_ping").astype("int32"),
+        engaged=engaged.fillna(0).astype("int64"),
     ).groupby(["user_id", "article_id"], observed=True, sort=True)
     frame = grouped.agg(
         views=("is_view", "sum"),
         pings=("is_ping", "sum"),
+        engaged=("engaged", "sum"),
         first_ts=("ts", "min"),
         last_ts=("ts", "max"),
     ).reset_index()
-    frame["dwell_seconds"] = (frame["pings"] * heartbeat_seconds).astype("float64")
+    frame["dwell_seconds"] = (frame["pings"] * heartbeat_seconds + frame["engaged"] / 1000).astype(
+        "float64"
+    )
     frame[schemas.DATE] = day
     return frame.astype({"views": "int32", "pings": "int32"})[list(schemas.ENGAGEMENT_COLUMNS)]
 

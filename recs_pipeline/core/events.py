@@ -1,22 +1,31 @@
 """Parse, validate, normalise and de-duplicate events; quarantine what is malformed.
 
-Sources hand this module raw bytes (Snowplow JSON lines) or Arrow tables (delimited files); it
-returns the canonical event frame of ``schemas.EVENT_COLUMNS`` and a quarantine frame where every
-rejected line keeps its reason, file and line number. Nothing is silently dropped: a line is either
-an event of some day, a duplicate (counted), a non-article page event (counted) or quarantined.
+Sources hand this module raw lines (Snowplow or GA4 JSON lines) or tables (delimited files, GA4
+Parquet, MIND impression logs); it returns the canonical event frame of ``schemas.EVENT_COLUMNS``
+and a quarantine frame where every rejected line keeps its reason, file and line number. Nothing
+is silently dropped: a line is an event of some day, a duplicate (counted), a non-article page
+event (counted by reason), an event of a kind the site ignores (counted) or quarantined.
 
 Which day a line belongs to: a valid event belongs to the day of its timestamp. A line that cannot
 be dated (malformed) or whose timestamp contradicts the hour folder it was delivered in belongs to
 the file's *home day*, so that exactly one day partition quarantines it, however many day runs
 read the file.
+
+Memory: a file is parsed in batches of lines, and only what the canonical frame needs is kept
+(a user agent only when it is a bot's, a URL once per distinct value through Arrow strings), so a
+day's frame is the bulk of the memory a day run needs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
@@ -26,6 +35,7 @@ import pandas as pd
 
 from recs_pipeline.core import schemas
 from recs_pipeline.core.timeframe import day_bounds
+from recs_pipeline.core.urls import PageRules, classify
 
 #: Lines longer than this are quarantined as oversized before parsing.
 MAX_LINE_BYTES = 32 * 1024
@@ -37,9 +47,24 @@ QUARANTINE_RAW_CHARS = 2000
 EARLIEST_PLAUSIBLE = pd.Timestamp("2000-01-01", tz="UTC")
 #: How far a Snowplow event may stray from its hour folder before it is deemed misplaced.
 FOLDER_SLACK = pd.Timedelta(hours=1)
+#: Lines parsed at once: bounds the Python objects alive while a file is read.
+BATCH_LINES = 65_536
 
-KNOWN_EVENTS = ("page_view", "page_ping")
-_RAW_COLUMNS = ("event_id", "ts", "user_id", "event_name", "path", "referrer", "user_agent")
+#: ``engagement`` carries engagement time without a view (GA4 ``user_engagement``, ``scroll``).
+KNOWN_EVENTS = ("page_view", "page_ping", "engagement")
+_RAW_COLUMNS = (
+    "event_id",
+    "ts",
+    "user_id",
+    "event_name",
+    "path",
+    "referrer",
+    "user_agent",
+    "engaged_ms",
+)
+_QUARANTINE = ("reason", "source_file", "line_no", "raw")
+
+QuarantineRow = tuple[str, str, int, str]
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,58 @@ class EventRules:
     article_id_pattern: str = r"-(\d+)/?$"
     excluded_path_prefixes: tuple[str, ...] = ()
     bot_user_agent_pattern: str = r"bot|crawler|spider"
+    #: ``(regex, reason)``: paths that are not articles, for a reason the metadata counts.
+    excluded_path_patterns: tuple[tuple[str, str], ...] = ()
+    #: Hosts of the site; a page URL on any other host is not the site's page (empty: any).
+    hosts: tuple[str, ...] = ()
+    #: Query parameters kept in canonical paths.
+    significant_params: tuple[str, ...] = ()
+    #: Quarantine event kinds other than ``KNOWN_EVENTS`` (Snowplow: a misrouted tracker);
+    #: False counts them as ignored (GA4 exports every kind of event).
+    quarantine_unknown_events: bool = True
+
+    @cached_property
+    def pages(self) -> PageRules:
+        return PageRules(
+            article_id_pattern=self.article_id_pattern,
+            excluded_path_prefixes=self.excluded_path_prefixes,
+            excluded_path_patterns=self.excluded_path_patterns,
+            hosts=self.hosts,
+            significant_params=self.significant_params,
+        )
+
+    @cached_property
+    def bot(self) -> re.Pattern[str]:
+        return re.compile(self.bot_user_agent_pattern, re.IGNORECASE)
+
+
+class Pseudonymiser:
+    """Keyed hashes of user ids (HMAC-SHA256 with the site's secret salt), per distinct id.
+
+    The same salt gives the same pseudonym on every run, so a reader's history still joins up;
+    without the salt the raw id cannot be recovered or confirmed by hashing guesses. Raw text of
+    quarantined lines would carry raw ids, so it is redacted.
+    """
+
+    def __init__(self, salt: str) -> None:
+        if len(salt) < 16:
+            raise ValueError("a pseudonymisation salt needs at least 16 characters")
+        self._key = salt.encode()
+
+    def __repr__(self) -> str:  # never print the salt
+        return "Pseudonymiser(<secret>)"
+
+    def one(self, user: str) -> str:
+        return hmac.new(self._key, user.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def apply(self, users: pd.Series) -> pd.Series:
+        codes, uniques = pd.factorize(users.astype("string"))
+        hashed = pd.array([self.one(str(u)) for u in uniques] + [None], dtype="string")
+        return pd.Series(hashed[codes], index=users.index, dtype="string")
+
+    @staticmethod
+    def redact(raw: str) -> str:
+        return f"<{len(raw)} characters redacted: user ids are pseudonymised>"
 
 
 @dataclass
@@ -61,6 +138,10 @@ class ParsedLines:
     lines: int
     #: Start of the hour the file was delivered in, when the layout says so.
     hour: pd.Timestamp | None = None
+    #: The day that owns the file's undatable lines, when the layout says so (a GA4 table).
+    home: dt.date | None = None
+    #: Valid lines of event kinds the site does not use (counted by the home day).
+    ignored: int = 0
 
 
 @dataclass
@@ -75,10 +156,14 @@ class DayEvents:
     non_article_events: int = 0
     other_days: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Why the non-article events are not articles (``no_article_id``, ``foreign_host``, ...).
+    non_article_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Valid events of kinds the site does not use (GA4 ``session_start``, ...).
+    ignored_events: int = 0
 
 
-def _quarantine_frame(rows: Sequence[tuple[str, str, int, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["reason", "source_file", "line_no", "raw"])
+def quarantine_frame(rows: Sequence[QuarantineRow]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(_QUARANTINE))
     return frame.astype({"reason": "str", "source_file": "str", "line_no": "int64", "raw": "str"})
 
 
@@ -86,20 +171,104 @@ def _raw_text(line: bytes) -> str:
     return line[:QUARANTINE_RAW_CHARS].decode("utf-8", errors="backslashreplace")
 
 
+def _empty_raw() -> pd.DataFrame:
+    frame = pd.DataFrame({name: pd.Series(dtype="string") for name in _RAW_COLUMNS})
+    frame["ts"] = pd.Series(dtype="datetime64[ms, UTC]")
+    frame["engaged_ms"] = pd.Series(dtype="int64")
+    frame["line_no"] = pd.Series(dtype="int64")
+    return frame
+
+
+def _combine(
+    parts: list[ParsedLines], source_file: str, hour: pd.Timestamp | None = None
+) -> ParsedLines:
+    events = [p.events for p in parts if not p.events.empty]
+    quarantine = [p.quarantine for p in parts if not p.quarantine.empty]
+    return ParsedLines(
+        source_file,
+        pd.concat(events, ignore_index=True) if events else _empty_raw(),
+        pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
+        sum(p.lines for p in parts),
+        hour,
+        ignored=sum(p.ignored for p in parts),
+    )
+
+
+def _validated_frame(
+    columns: dict[str, list[object]],
+    raw_of: dict[int, bytes],
+    bad: list[QuarantineRow],
+    source_file: str,
+    ts_parser: Callable[[pd.Series], pd.Series],
+    users: Pseudonymiser | None,
+    bot: re.Pattern[str] | None,
+) -> pd.DataFrame:
+    """Typed columns from per-line lists; lines with an unparseable timestamp go to ``bad``."""
+    frame = pd.DataFrame(
+        {
+            name: pd.array(  # type: ignore[call-overload]
+                values, dtype="int64" if name in ("line_no", "engaged_ms") else "string"
+            )
+            for name, values in columns.items()
+            if name != "ts"
+        }
+    )
+    stamps = ts_parser(pd.Series(columns["ts"], dtype="object"))
+    undated = stamps.isna().to_numpy()
+    if undated.any():
+        for number in frame.loc[undated, "line_no"]:
+            bad.append(("bad_timestamp", source_file, int(number), _raw_text(raw_of[number])))
+    frame["ts"] = stamps.astype("datetime64[ms, UTC]")
+    frame = frame.loc[~undated].reset_index(drop=True)
+    if bot is not None and len(frame):
+        # A user agent is only needed to say "bot": keep it for bots only (saves a lot of memory).
+        agents = frame["user_agent"]
+        frame["user_agent"] = agents.where(agents.str.contains(bot, regex=True).fillna(False))
+    if users is not None and len(frame):
+        frame["user_id"] = users.apply(frame["user_id"])
+    return frame[[*_RAW_COLUMNS, "line_no"]]
+
+
+def _snowplow_ts(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values.astype("string"), format="ISO8601", utc=True, errors="coerce")
+
+
 def parse_snowplow_lines(
-    data: bytes, source_file: str, hour: pd.Timestamp | None = None
+    data: bytes | Iterable[Sequence[bytes]],
+    source_file: str,
+    hour: pd.Timestamp | None = None,
+    users: Pseudonymiser | None = None,
+    bot_user_agent_pattern: str | None = None,
 ) -> ParsedLines:
     """Validate Snowplow enriched events, one JSON object per line.
 
-    Checks are per line (a bad line never spoils its neighbours): UTF-8, size, JSON, required
-    fields, field types, timestamp format and plausibility. The loop is the only per-line Python;
-    timestamp parsing is vectorised afterwards.
+    ``data`` is a whole file or batches of its lines (streaming). Checks are per line (a bad line
+    never spoils its neighbours): UTF-8, size, JSON, required fields, field types, timestamp
+    format and plausibility. The page is ``page_url`` when the tracker sent it (host and query are
+    then checked by the site's rules), else ``page_urlpath``.
     """
-    bad: list[tuple[str, str, int, str]] = []
+    batches = [data.split(b"\n")] if isinstance(data, bytes) else data
+    bot = re.compile(bot_user_agent_pattern, re.IGNORECASE) if bot_user_agent_pattern else None
+    parts: list[ParsedLines] = []
+    first = 1
+    for lines in batches:
+        parts.append(_parse_snowplow_batch(lines, first, source_file, users, bot))
+        first += len(lines)
+    return _combine(parts, source_file, hour)
+
+
+def _parse_snowplow_batch(
+    lines: Sequence[bytes],
+    first: int,
+    source_file: str,
+    users: Pseudonymiser | None,
+    bot: re.Pattern[str] | None,
+) -> ParsedLines:
+    bad: list[QuarantineRow] = []
     columns: dict[str, list[object]] = {name: [] for name in (*_RAW_COLUMNS, "line_no")}
-    lines = data.split(b"\n")
+    raw_of: dict[int, bytes] = {}
     count = 0
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first):
         if not line.strip():
             continue
         count += 1
@@ -119,12 +288,13 @@ def parse_snowplow_lines(
         if not isinstance(record, dict):
             bad.append(("invalid_json", source_file, number, _raw_text(line)))
             continue
+        page = record.get("page_url") or record.get("page_urlpath")
         values = (
             record.get("event_id"),
             record.get("collector_tstamp"),
             record.get("domain_userid"),
             record.get("event_name"),
-            record.get("page_urlpath"),
+            page,
         )
         if any(value is None or value == "" for value in values):
             bad.append(("missing_field", source_file, number, _raw_text(line)))
@@ -135,25 +305,224 @@ def parse_snowplow_lines(
         ):
             bad.append(("wrong_type", source_file, number, _raw_text(line)))
             continue
-        if any(len(value) > MAX_FIELD_CHARS for value in values):  # type: ignore[arg-type]
+        if any(len(value) > MAX_FIELD_CHARS for value in values) or (  # type: ignore[arg-type]
+            referrer is not None and len(referrer) > MAX_FIELD_CHARS
+        ):
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
-        for name, value in zip(_RAW_COLUMNS, (*values, referrer, user_agent), strict=True):
+        for name, value in zip(_RAW_COLUMNS, (*values, referrer, user_agent, 0), strict=True):
             columns[name].append(value)
         columns["line_no"].append(number)
+        raw_of[number] = line
+    frame = _validated_frame(columns, raw_of, bad, source_file, _snowplow_ts, users, bot)
+    return _finish(ParsedLines(source_file, frame, quarantine_frame(bad), count), users)
 
-    frame = pd.DataFrame(columns)
-    stamps = pd.to_datetime(frame["ts"], format="ISO8601", utc=True, errors="coerce")
-    undated = stamps.isna().to_numpy()
-    if undated.any():
-        raw_of = {number: lines[number - 1] for number in frame.loc[undated, "line_no"]}
-        bad.extend(
-            ("bad_timestamp", source_file, int(n), _raw_text(raw_of[n]))
-            for n in frame.loc[undated, "line_no"]
+
+def _finish(parsed: ParsedLines, users: Pseudonymiser | None) -> ParsedLines:
+    if users is not None and not parsed.quarantine.empty:
+        parsed.quarantine["raw"] = parsed.quarantine["raw"].map(Pseudonymiser.redact)
+    return parsed
+
+
+# ---------------------------------------------------------------------------------------------
+# GA4 export rows
+
+
+#: GA4 event parameters the pipeline reads, and the value field each is in.
+GA4_PARAMS = {
+    "page_location": "string_value",
+    "page_referrer": "string_value",
+    "engagement_time_msec": "int_value",
+}
+
+
+def _ga4_param(params: object, key: str) -> object:
+    if not isinstance(params, list):
+        return None
+    for item in params:
+        if isinstance(item, dict) and item.get("key") == key:
+            value = item.get("value")
+            if not isinstance(value, dict):
+                return None
+            found = value.get(GA4_PARAMS[key])
+            if found is None:  # exports sometimes put numbers in another value field
+                for other in ("int_value", "double_value", "float_value", "string_value"):
+                    if value.get(other) is not None:
+                        return value[other]
+            return found
+    return None
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        return int(value)
+    return None
+
+
+def ga4_events(
+    rows: pd.DataFrame,
+    source_file: str,
+    users: Pseudonymiser | None = None,
+    quarantined: Sequence[QuarantineRow] = (),
+    lines: int | None = None,
+) -> ParsedLines:
+    """Validate GA4 rows already pulled out of the export (JSON lines or Parquet).
+
+    ``rows`` has ``ts`` (event_timestamp, µs), ``event_name``, ``user_id`` (user_pseudo_id),
+    ``path`` (page_location), ``referrer``, ``engaged_ms`` and ``line_no``. Page views stay views;
+    other events with engagement time become ``engagement``; the rest are counted as ignored.
+    GA4 rows have no id: the same (user, microsecond, event, page) is the same event.
+    """
+    quarantined = list(quarantined)
+    unnamed = rows["event_name"].isna().to_numpy()
+    if unnamed.any():
+        texts = _rows_as_text(rows.loc[unnamed])
+        numbers = rows.loc[unnamed, "line_no"].tolist()
+        quarantined += [
+            ("missing_field", source_file, int(n), text)
+            for n, text in zip(numbers, texts, strict=True)
+        ]
+        rows = rows.loc[~unnamed]
+    engaged = pd.to_numeric(rows["engaged_ms"], errors="coerce").fillna(0)
+    names = rows["event_name"].astype("string")
+    kind = names.where(names == "page_view", names.where(engaged <= 0, "engagement"))
+    relevant = kind.isin(KNOWN_EVENTS).fillna(False)
+    ignored = int((~relevant).sum())
+    table = rows.loc[relevant].assign(event_name=kind[relevant], engaged_ms=engaged[relevant])
+    table["event_name"] = table["event_name"].astype("string")
+    key = table[["user_id", "ts", "path"]].assign(name=names[relevant]).astype("string")
+    key = key.fillna("")
+    table["event_id"] = (
+        pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype("string")
+    )
+    parsed = events_from_table(
+        table, source_file, "us", line_numbers=table["line_no"].to_numpy(), users=users
+    )
+    if quarantined:
+        extra = quarantine_frame(quarantined)
+        if users is not None:
+            extra["raw"] = extra["raw"].map(Pseudonymiser.redact)
+        parsed.quarantine = pd.concat([parsed.quarantine, extra], ignore_index=True)
+    parsed.lines = len(rows) + len(quarantined) if lines is None else lines
+    parsed.ignored = ignored
+    return parsed
+
+
+def parse_ga4_lines(
+    batches: Iterable[Sequence[bytes]],
+    source_file: str,
+    home: dt.date | None = None,
+    users: Pseudonymiser | None = None,
+) -> ParsedLines:
+    """Validate GA4 export rows written as JSON lines (BigQuery's newline-delimited JSON).
+
+    Required: ``event_timestamp`` (µs, number or digit string), ``event_name``,
+    ``user_pseudo_id``, and for page views and engagement a ``page_location`` event parameter.
+    """
+    parts: list[ParsedLines] = []
+    first = 1
+    for lines in batches:
+        parts.append(_parse_ga4_batch(lines, first, source_file, users))
+        first += len(lines)
+    parsed = _combine(parts, source_file)
+    parsed.home = home
+    return parsed
+
+
+def _parse_ga4_batch(
+    lines: Sequence[bytes], first: int, source_file: str, users: Pseudonymiser | None
+) -> ParsedLines:
+    bad: list[QuarantineRow] = []
+    names = ("ts", "event_name", "user_id", "path", "referrer", "engaged_ms", "line_no")
+    columns: dict[str, list[object]] = {name: [] for name in names}
+    count = 0
+    for number, line in enumerate(lines, start=first):
+        if not line.strip():
+            continue
+        count += 1
+        if len(line) > MAX_LINE_BYTES:
+            bad.append(("oversized", source_file, number, _raw_text(line)))
+            continue
+        try:
+            line.decode("utf-8")
+            record = orjson.loads(line)
+        except UnicodeDecodeError:
+            bad.append(("not_utf8", source_file, number, _raw_text(line)))
+            continue
+        except orjson.JSONDecodeError:
+            bad.append(("invalid_json", source_file, number, _raw_text(line)))
+            continue
+        if not isinstance(record, dict):
+            bad.append(("invalid_json", source_file, number, _raw_text(line)))
+            continue
+        stamp, name, user = (
+            record.get("event_timestamp"),
+            record.get("event_name"),
+            record.get("user_pseudo_id"),
         )
-    frame["ts"] = stamps.astype("datetime64[ms, UTC]")
-    frame = frame.loc[~undated].reset_index(drop=True)
-    return ParsedLines(source_file, frame, _quarantine_frame(bad), count, hour)
+        if stamp is None or name is None or user is None:
+            bad.append(("missing_field", source_file, number, _raw_text(line)))
+            continue
+        params = record.get("event_params")
+        micros = _as_int(stamp)
+        engaged = _ga4_param(params, "engagement_time_msec")
+        engaged_ms = 0 if engaged is None else _as_int(engaged)
+        page = _ga4_param(params, "page_location")
+        referrer = _ga4_param(params, "page_referrer")
+        if (
+            micros is None
+            or engaged_ms is None
+            or not isinstance(name, str)
+            or not isinstance(user, str)
+            or (params is not None and not isinstance(params, list))
+            or not (page is None or isinstance(page, str))
+            or not (referrer is None or isinstance(referrer, str))
+        ):
+            bad.append(("wrong_type", source_file, number, _raw_text(line)))
+            continue
+        for column, value in zip(
+            names, (str(micros), name, user, page, referrer, engaged_ms, number), strict=True
+        ):
+            columns[column].append(value)
+    rows = pd.DataFrame(
+        {
+            name: pd.array(  # type: ignore[call-overload]
+                values, dtype="int64" if name in ("line_no", "engaged_ms") else "string"
+            )
+            for name, values in columns.items()
+        }
+    )
+    return ga4_events(rows, source_file, users, bad, count)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows of tables (delimited files, GA4 Parquet, MIND)
+
+
+def parse_timestamps(
+    raw: pd.Series, unit: str, timezone: str = "UTC", fmt: str | None = None
+) -> pd.Series:
+    """UTC timestamps from text: numbers in ``unit`` (s, ms, us, ns), ISO 8601, or ``fmt``.
+
+    Text without an offset is local time in ``timezone`` (a time that does not exist or is
+    ambiguous at a clock change becomes NaT and is quarantined, never guessed).
+    """
+    raw = raw.astype("string").str.strip()
+    if fmt is not None or unit == "iso":
+        stamps = pd.to_datetime(raw, format=fmt or "ISO8601", errors="coerce")
+        if getattr(stamps.dt, "tz", None) is None:
+            stamps = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        return stamps.dt.tz_convert("UTC")
+    numbers = pd.to_numeric(raw, errors="coerce")
+    limit = {"s": 9e9, "ms": 9e12, "us": 9e15, "ns": 9e18}[unit]
+    numbers = numbers.where(numbers.abs() < limit)  # beyond year 2255: not a timestamp
+    return pd.to_datetime(numbers, unit=cast(Literal["s", "ms", "us", "ns"], unit), utc=True)
 
 
 def events_from_table(
@@ -162,12 +531,16 @@ def events_from_table(
     timestamp_unit: str,
     timestamp_timezone: str = "UTC",
     line_offset: int = 2,
+    users: Pseudonymiser | None = None,
+    timestamp_format: str | None = None,
+    bot_user_agent_pattern: str | None = None,
+    line_numbers: np.ndarray | None = None,
 ) -> ParsedLines:
-    """Validate rows of a delimited file already renamed to the canonical column names.
+    """Validate rows of a table already renamed to the canonical column names.
 
     ``table`` holds string columns ``user_id``, ``ts`` and optionally ``article_id``, ``path``,
-    ``event_id``, ``event_name``, ``referrer``, ``user_agent``. Rows without an event name are
-    clicks (``page_view``); rows without an event id get a deterministic one from
+    ``event_id``, ``event_name``, ``referrer``, ``user_agent``, ``engaged_ms``. Rows without an
+    event name are clicks (``page_view``); rows without an event id get a deterministic one from
     (user, article or path, timestamp), so re-delivered rows de-duplicate.
     """
     n = len(table)
@@ -181,50 +554,63 @@ def events_from_table(
         "referrer",
         "user_agent",
     ):
-        frame[name] = (
-            table[name].astype("string") if name in table else pd.Series(pd.NA, index=frame.index)
-        )
-    frame["line_no"] = np.arange(line_offset, line_offset + n, dtype="int64")
+        if name in table:
+            values = table[name].astype("string").str.strip()
+            frame[name] = values.mask(values == "")
+        else:
+            frame[name] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["line_no"] = (
+        np.arange(line_offset, line_offset + n, dtype="int64")
+        if line_numbers is None
+        else np.asarray(line_numbers, dtype="int64")
+    )
     raw_ts = table["ts"].astype("string")
-    if timestamp_unit == "iso":
-        stamps = pd.to_datetime(raw_ts, format="ISO8601", errors="coerce")
-        if getattr(stamps.dt, "tz", None) is None:
-            stamps = stamps.dt.tz_localize(timestamp_timezone, ambiguous="NaT")
-        stamps = stamps.dt.tz_convert("UTC")
-    else:
-        numbers = pd.to_numeric(raw_ts, errors="coerce")
-        unit = cast(Literal["s", "ms", "us", "ns"], timestamp_unit)
-        stamps = pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
-    frame["ts"] = stamps
+    frame["ts"] = parse_timestamps(raw_ts, timestamp_unit, timestamp_timezone, timestamp_format)
+    engaged = (
+        pd.to_numeric(table["engaged_ms"], errors="coerce")
+        if "engaged_ms" in table
+        else pd.Series(0, index=frame.index)
+    )
 
     reasons = pd.Series(pd.NA, index=frame.index, dtype="string")
     has_target = frame["article_id"].notna() | frame["path"].notna()
-    reasons = reasons.mask(frame["user_id"].isna() | ~has_target | raw_ts.isna(), "missing_field")
+    missing = frame["user_id"].isna() | ~has_target | raw_ts.isna() | (raw_ts.str.strip() == "")
+    reasons = reasons.mask(missing.fillna(True), "missing_field")
     reasons = reasons.mask(reasons.isna() & frame["ts"].isna(), "bad_timestamp")
-    too_long = (
-        (frame["user_id"].str.len() > MAX_FIELD_CHARS)
-        | (frame["article_id"].str.len() > MAX_FIELD_CHARS)
-        | (frame["path"].str.len() > MAX_FIELD_CHARS)
-    ).fillna(False)
+    reasons = reasons.mask(reasons.isna() & (engaged.isna() | (engaged < 0)), "wrong_type")
+    too_long = pd.Series(False, index=frame.index)
+    for name in ("user_id", "article_id", "path", "event_id", "referrer", "event_name"):
+        too_long |= (frame[name].str.len() > MAX_FIELD_CHARS).fillna(False)
     reasons = reasons.mask(reasons.isna() & too_long, "oversized")
 
     rejected = reasons.notna().to_numpy()
-    quarantine = pd.DataFrame(
-        {
-            "reason": reasons[rejected].astype("str"),
-            "source_file": source_file,
-            "line_no": frame.loc[rejected, "line_no"],
-            "raw": _rows_as_text(table.loc[rejected]),
-        }
-    )
+    raw = _rows_as_text(table.loc[rejected])
+    rows = [
+        (str(r), source_file, int(no), text)
+        for r, no, text in zip(
+            reasons[rejected].tolist(), frame.loc[rejected, "line_no"].tolist(), raw, strict=True
+        )
+    ]
     good = frame.loc[~rejected].copy()
+    good["engaged_ms"] = engaged[~rejected].astype("int64")
     good["event_name"] = good["event_name"].fillna("page_view")
     good["ts"] = good["ts"].astype("datetime64[ms, UTC]")
+    if bot_user_agent_pattern and len(good):
+        agents = good["user_agent"]
+        bots = agents.str.contains(bot_user_agent_pattern, case=False, regex=True).fillna(False)
+        good["user_agent"] = agents.where(bots)
+    if users is not None and len(good):
+        good["user_id"] = users.apply(good["user_id"])
     target = good["article_id"].fillna(good["path"])
     millis = good["ts"].astype("int64").astype("string")
     good["event_id"] = good["event_id"].fillna(good["user_id"] + "|" + target + "|" + millis)
-    rows = [(str(r), str(f), int(no), str(t)) for r, f, no, t in quarantine.itertuples(index=False)]
-    return ParsedLines(source_file, good.reset_index(drop=True), _quarantine_frame(rows), n)
+    parsed = ParsedLines(
+        source_file,
+        good.reset_index(drop=True)[[*_RAW_COLUMNS, "article_id", "line_no"]],
+        quarantine_frame(rows),
+        n,
+    )
+    return _finish(parsed, users)
 
 
 def _rows_as_text(rows: pd.DataFrame) -> list[str]:
@@ -234,8 +620,14 @@ def _rows_as_text(rows: pd.DataFrame) -> list[str]:
     return [text[:QUARANTINE_RAW_CHARS] for text in joined]
 
 
+# ---------------------------------------------------------------------------------------------
+# A day
+
+
 def home_day(parsed: ParsedLines, tz: ZoneInfo) -> dt.date | None:
     """The day partition that owns a file's undatable or misplaced lines."""
+    if parsed.home is not None:
+        return parsed.home
     if parsed.hour is not None:
         return parsed.hour.tz_convert(tz).date()
     if parsed.events.empty:
@@ -260,7 +652,7 @@ def assemble_day(
     latest_plausible = (pd.Timestamp.now(tz="UTC") if now is None else now) + pd.Timedelta(days=1)
     kept: list[pd.DataFrame] = []
     quarantined: list[pd.DataFrame] = []
-    lines_read = other_days = 0
+    lines_read = other_days = ignored = 0
     for parsed in files:
         owner = home_day(parsed, tz) or fallback_home
         owns = owner == day
@@ -273,6 +665,7 @@ def assemble_day(
             )
         if owns:
             lines_read += parsed.lines
+            ignored += parsed.ignored
             quarantined.append(parsed.quarantine)
             if misplaced.any():
                 moved = events.loc[misplaced, ["line_no"]].assign(
@@ -280,17 +673,15 @@ def assemble_day(
                     source_file=parsed.source_file,
                     raw=_rows_as_text(events.loc[misplaced, list(_RAW_COLUMNS)]),
                 )
-                quarantined.append(moved[["reason", "source_file", "line_no", "raw"]])
+                quarantined.append(moved[list(_QUARANTINE)])
         in_day = ~misplaced & (events["ts"] >= start) & (events["ts"] < end)
         if owns:
             other_days += int((~misplaced & ~in_day).sum())
-        kept.append(events.loc[in_day].assign(source_file=parsed.source_file))
+        if in_day.any():
+            kept.append(events.loc[in_day].assign(source_file=parsed.source_file))
 
-    events = (
-        pd.concat(kept, ignore_index=True)
-        if kept
-        else pd.DataFrame(columns=[*_RAW_COLUMNS, "line_no", "source_file"])
-    )
+    events = pd.concat(kept, ignore_index=True) if kept else _empty_raw().assign(source_file="")
+    del kept
     # Deterministic order first, so "keep the first copy" means the same copy on every re-run.
     events = events.sort_values(["ts", "event_id", "line_no"], kind="stable")
     before = len(events)
@@ -299,9 +690,14 @@ def assemble_day(
 
     bad_rows: list[pd.DataFrame] = []
     agent = events["user_agent"].astype("string")
-    is_bot = agent.str.contains(rules.bot_user_agent_pattern, case=False, regex=True).fillna(False)
-    unknown = ~events["event_name"].isin(KNOWN_EVENTS)
-    for reason, mask in (("bot", is_bot), ("unknown_event", unknown & ~is_bot)):
+    is_bot = agent.str.contains(rules.bot, regex=True).fillna(False)
+    unknown = ~events["event_name"].isin(KNOWN_EVENTS) & ~is_bot
+    to_quarantine = [("bot", is_bot)]
+    if rules.quarantine_unknown_events:
+        to_quarantine.append(("unknown_event", unknown))
+    else:
+        ignored += int(unknown.sum())
+    for reason, mask in to_quarantine:
         if mask.any():
             rows = events.loc[mask]
             bad_rows.append(
@@ -316,39 +712,35 @@ def assemble_day(
             )
     events = events.loc[~is_bot & ~unknown]
 
-    article_id = article_ids(events.get("article_id"), events, rules)
-    non_article = article_id.isna()
-    non_article_events = int(non_article.sum())
-    events = events.assign(article_id=article_id).loc[~non_article]
+    pages = classify(events["path"], rules.pages, events.get("article_id"))
+    non_article = pages.article_id.isna()
+    non_article_by_reason = dict(Counter(pages.reason[non_article].fillna("no_article_id")))
+    events = events.assign(article_id=pages.article_id, path=pages.path).loc[~non_article]
 
     parts = [frame for frame in (*quarantined, *bad_rows) if not frame.empty]
-    quarantine = pd.concat(parts, ignore_index=True) if parts else _quarantine_frame([])
+    quarantine = pd.concat(parts, ignore_index=True) if parts else quarantine_frame([])
     quarantine = quarantine.sort_values(["source_file", "line_no", "reason"], kind="stable")
     quarantine.insert(0, schemas.DATE, day.isoformat())
     out = events.assign(date=day.isoformat())[list(schemas.EVENT_COLUMNS)]
     return DayEvents(
         events=out.reset_index(drop=True).astype(
-            {name: "string" for name in schemas.EVENT_COLUMNS if name != "ts"}
+            {name: "string" for name in schemas.EVENT_COLUMNS if name not in ("ts", "engaged_ms")}
+            | {"engaged_ms": "int64"}
         ),
         quarantine=quarantine.reset_index(drop=True),
         lines_read=lines_read,
         duplicates=duplicates,
-        non_article_events=non_article_events,
+        non_article_events=int(non_article.sum()),
         other_days=other_days,
         quarantined_by_reason=dict(Counter(quarantine["reason"])),
+        non_article_by_reason={str(k): int(v) for k, v in non_article_by_reason.items()},
+        ignored_events=ignored,
     )
 
 
 def article_ids(given: pd.Series | None, events: pd.DataFrame, rules: EventRules) -> pd.Series:
-    """The article id of each event: given by the source, else from the path by the site's regex.
+    """The article id of each event: given by the source, else from the path by the site's rules.
 
     Paths under an excluded prefix (sections, authors, tags) are never articles.
     """
-    paths = events["path"].astype("string")
-    from_path = paths.str.extract(rules.article_id_pattern, expand=False).astype("string")
-    if rules.excluded_path_prefixes:
-        excluded = paths.str.startswith(tuple(rules.excluded_path_prefixes)).fillna(False)
-        from_path = from_path.mask(excluded)
-    if given is None:
-        return from_path
-    return given.astype("string").fillna(from_path)
+    return classify(events["path"], rules.pages, given).article_id

@@ -22,8 +22,9 @@ EVENT_COLUMNS: Final = (
     "user_id",
     "article_id",
     "event_name",  # "page_view" or "page_ping"
-    "path",
+    "path",  # canonical path (site rules: no query except significant parameters)
     "referrer",
+    "engaged_ms",  # engagement time a source measured itself (GA4); 0 for heartbeat sources
 )
 
 #: Lines or rows that failed validation (asset ``quarantined_events``).
@@ -43,6 +44,9 @@ ENGAGEMENT_COLUMNS: Final = (
 
 #: Articles seen on a day (asset ``pages``).
 PAGE_COLUMNS: Final = (DATE, "article_id", "path", "first_seen", "last_seen", "views", "readers")
+#: What a page fetcher learnt about the articles of ``pages`` (null when the site has none).
+#: ``published_at`` is the CMS's publish time: the age of an article for recency terms.
+PAGE_METADATA_COLUMNS: Final = ("title", "published_at", "section", "in_house")
 
 #: Trailing-window interactions as of the end of ``date`` (asset ``interactions``).
 #: ``weight`` is the confidence the models use (dwell seconds, or views for click-only sources);

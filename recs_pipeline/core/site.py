@@ -41,27 +41,50 @@ class CsvColumns(_Strict):
 
 
 class EventSourceConfig(_Strict):
-    """Where a site's landing files are and how to read them."""
+    """Where a site's landing files are and how to read them (README: "Event sources")."""
 
-    format: Literal["snowplow", "csv"]
+    format: Literal["snowplow", "ga4", "csv", "mind"]
+    #: Folder, ``file://`` or ``s3://bucket/prefix`` of the landing files.
     location: str
-    #: Glob of landing files below ``location``.
-    files: str = "**/*.json.gz"
+    #: Glob of landing files below ``location`` (default per format, see ``file_glob``).
+    files: str | None = None
     #: Seconds between two ``page_ping`` heartbeats (dwell = pings x interval).
     heartbeat_seconds: int = Field(default=10, gt=0)
     #: Regex whose first group is the article id inside a page path.
     article_id_pattern: str = r"-(\d+)/?$"
     #: Paths starting with one of these are never articles (sections, authors, tags).
     excluded_path_prefixes: tuple[str, ...] = ("/section/", "/author/", "/tag/", "/search")
+    #: ``reason: regex``: paths matching the regex are not articles, counted under the reason
+    #: (``sponsored: '^/partner-content/'``, ``wires: '/ap-[a-z0-9-]+$'``).
+    excluded_path_patterns: dict[str, str] = Field(default_factory=dict)
+    #: The site's hosts: a page URL on another host is not the site's page (empty: any host).
+    hosts: tuple[str, ...] = ()
+    #: Query parameters that name a different page; all others are stripped from paths.
+    significant_params: tuple[str, ...] = ()
     #: A user agent matching this (case-insensitive) is a bot; its events are quarantined.
     bot_user_agent_pattern: str = r"bot|crawler|spider|slurp|headless|monitor"
-    # Delimited files only:
+    #: Name of an environment variable holding a secret salt: user ids are replaced by keyed
+    #: hashes before anything is stored (the salt itself is never in a file or a log).
+    pseudonymise_salt_env: str | None = None
+    # Delimited files (csv) and MIND:
     columns: CsvColumns | None = None
     delimiter: str = ","
-    #: Unit of numeric timestamps ("s", "ms", "us"), or "iso" for text timestamps.
+    #: Whether the first row names the columns (names matched ignoring case, spaces and BOM).
+    header: bool = True
+    #: Column names of files without a header row, in order.
+    column_names: tuple[str, ...] | None = None
+    #: Lines to skip before the header (or the first row).
+    skip_rows: int = Field(default=0, ge=0)
+    #: ``auto`` detects gzip, bzip2, zstd and lz4 from the file's first bytes.
+    compression: Literal["auto", "none", "gzip", "bz2", "zstd", "lz4"] = "auto"
+    #: Unit of numeric timestamps ("s", "ms", "us", "ns"), or "iso" for text timestamps.
     timestamp_unit: Literal["s", "ms", "us", "ns", "iso"] = "ms"
+    #: strftime format of text timestamps (instead of ISO 8601), e.g. ``%m/%d/%Y %I:%M:%S %p``.
+    timestamp_format: str | None = None
     #: Time zone of text timestamps without an offset.
     timestamp_timezone: str = "UTC"
+    #: MIND: also emit the click history of each user (dated at the user's first impression).
+    mind_history: bool = True
 
     @model_validator(mode="after")
     def _csv_needs_columns(self) -> EventSourceConfig:
@@ -74,17 +97,73 @@ class EventSourceConfig(_Strict):
             and self.columns.path is None
         ):
             raise ValueError("a csv event source maps `article_id` or `path` (or both)")
-        re.compile(self.article_id_pattern)
-        re.compile(self.bot_user_agent_pattern)
+        if not self.header and self.format == "csv" and not self.column_names:
+            raise ValueError("a csv source with `header: false` needs `column_names`")
+        for pattern in (self.article_id_pattern, self.bot_user_agent_pattern):
+            re.compile(pattern)
+        for pattern in self.excluded_path_patterns.values():
+            re.compile(pattern)
+        try:
+            ZoneInfo(self.timestamp_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown timestamp_timezone {self.timestamp_timezone!r}") from error
         return self
 
     @property
+    def file_glob(self) -> str:
+        defaults = {
+            "snowplow": "**/*.json.gz",
+            "ga4": "**/events_*",
+            "csv": "**/*.csv*",
+            "mind": "**/behaviors*.tsv*",
+        }
+        return self.files or defaults[self.format]
+
+    @property
     def has_heartbeats(self) -> bool:
-        """Whether dwell time can be measured (Snowplow page pings) or only clicks counted."""
-        return self.format == "snowplow"
+        """Whether dwell time is measured (Snowplow pings, GA4 engagement time) or only clicks."""
+        return self.format in ("snowplow", "ga4")
 
     def resolved_location(self) -> Path:
         return Path(self.location).expanduser()
+
+
+class PagesConfig(_Strict):
+    """Where article metadata comes from, and how politely it is asked for (README: "Pages")."""
+
+    #: ``none``: ids from the events only; ``wordpress``: the WordPress REST API;
+    #: ``html_meta``: the article page's meta tags (og:title, article:published_time, ...).
+    fetcher: Literal["none", "wordpress", "html_meta"] = "none"
+    #: The site's root URL (``https://news.example.com``); paths are fetched below it.
+    base_url: str | None = None
+    #: Regex whose first group is the WordPress slug inside a canonical path.
+    slug_pattern: str = r"([^/]+?)/?$"
+    #: WordPress tag ids (or names) of republished (not in-house) articles.
+    republished_tags: tuple[str, ...] = ()
+    max_concurrency: int = Field(default=2, ge=1, le=32)
+    requests_per_second: float = Field(default=2.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Retries of a request on a timeout, 429 or 5xx (exponential back-off, ``Retry-After``).
+    max_retries: int = Field(default=3, ge=0)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    max_backoff_seconds: float = Field(default=30.0, ge=0)
+    #: A ``Retry-After`` longer than this gives up on the page for this run.
+    max_retry_after_seconds: float = Field(default=120.0, ge=0)
+    #: Consecutive failed pages that open the circuit: the CMS is left alone for the cooldown.
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_cooldown_seconds: float = Field(default=300.0, ge=0)
+    #: Articles published less than this long ago are fetched again (titles still change).
+    refetch_recent_hours: float = Field(default=24.0, ge=0)
+    #: Pages fetched in one run at most (the rest are asked on the next run).
+    max_pages_per_run: int = Field(default=2000, ge=0)
+    user_agent: str = "recs-pipeline (+https://github.com/; article metadata for recommendations)"
+
+    @model_validator(mode="after")
+    def _fetcher_needs_base_url(self) -> PagesConfig:
+        if self.fetcher != "none" and not self.base_url:
+            raise ValueError(f"the {self.fetcher} page fetcher needs `base_url`")
+        re.compile(self.slug_pattern)
+        return self
 
 
 class EngagementConfig(_Strict):
@@ -157,6 +236,7 @@ class SiteConfig(_Strict):
     #: First day partition.
     start_date: dt.date
     events: EventSourceConfig
+    pages: PagesConfig = PagesConfig()
     engagement: EngagementConfig = EngagementConfig()
     models: ModelsConfig = ModelsConfig()
     publish: PublishConfig = PublishConfig()

@@ -1,0 +1,167 @@
+"""What every event source shares: the protocol, listing landing files, streaming reads.
+
+Files are read through ``pyarrow.fs`` (``adapters.filesystems.resolve``), so a ``location`` may be
+a folder or ``s3://bucket/prefix``. A file is decompressed as a stream (gzip, bzip2, zstd or lz4,
+detected from its first bytes) and handed to the parsers in batches of lines, so memory depends on
+the batch size and the day's canonical frame, never on the size of a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from recs_pipeline.adapters.filesystems import resolve
+from recs_pipeline.core.events import BATCH_LINES, DayEvents, EventRules, Pseudonymiser
+from recs_pipeline.core.site import EventSourceConfig
+
+#: Bytes read from a stream at once.
+CHUNK_BYTES = 4 << 20
+
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bz2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"\x04\x22\x4d\x18": "lz4",
+}
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A file in the landing area; (path, size, mtime) identify a delivery."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+class EventSource(Protocol):
+    """What the graph needs from a site's event source."""
+
+    def list_files(self) -> list[LandingFile]: ...
+
+    def days_of(self, file: LandingFile) -> set[dt.date]: ...
+
+    def read_days(
+        self, days: Sequence[dt.date], now: pd.Timestamp | None = None
+    ) -> Iterator[tuple[dt.date, DayEvents]]: ...
+
+
+def rules_of(config: EventSourceConfig, quarantine_unknown_events: bool = True) -> EventRules:
+    return EventRules(
+        article_id_pattern=config.article_id_pattern,
+        excluded_path_prefixes=tuple(config.excluded_path_prefixes),
+        bot_user_agent_pattern=config.bot_user_agent_pattern,
+        excluded_path_patterns=tuple(
+            (pattern, reason) for reason, pattern in sorted(config.excluded_path_patterns.items())
+        ),
+        hosts=tuple(config.hosts),
+        significant_params=tuple(config.significant_params),
+        quarantine_unknown_events=quarantine_unknown_events,
+    )
+
+
+def pseudonymiser_of(config: EventSourceConfig) -> Pseudonymiser | None:
+    """The site's pseudonymiser, its salt read from the environment at the moment of reading."""
+    if config.pseudonymise_salt_env is None:
+        return None
+    salt = os.environ.get(config.pseudonymise_salt_env)
+    if not salt:
+        raise RuntimeError(
+            f"user ids are to be pseudonymised but {config.pseudonymise_salt_env} is not set"
+        )
+    return Pseudonymiser(salt)
+
+
+class FileSource:
+    """A landing area: listing files that match the site's glob, opening them decompressed."""
+
+    def __init__(self, config: EventSourceConfig, tz: ZoneInfo) -> None:
+        self.config = config
+        self.tz = tz
+        self.fs, self.root = resolve(config.location)
+        self._listing: list[LandingFile] | None = None
+
+    def list_files(self) -> list[LandingFile]:
+        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        files = []
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            relative = self.relative(info.path)
+            if any(part.startswith(("_", ".")) for part in relative.split("/")):
+                continue
+            if matches(relative, self.config.file_glob):
+                mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
+                files.append(LandingFile(info.path, int(info.size or 0), mtime))
+        return sorted(files, key=lambda f: f.path)
+
+    def listing(self) -> list[LandingFile]:
+        """The files, listed once per run (a run over many days lists the area once)."""
+        if self._listing is None:
+            self._listing = self.list_files()
+        return self._listing
+
+    def relative(self, path: str) -> str:
+        prefix = self.root.rstrip("/") + "/"
+        return path[len(prefix) :] if path.startswith(prefix) else path
+
+    def open(self, path: str) -> pa.NativeFile:
+        return open_decompressed(self.fs, path, self.config.compression)
+
+    def line_batches(self, path: str) -> Iterator[list[bytes]]:
+        with self.open(path) as stream:
+            yield from iter_line_batches(stream)
+
+
+def matches(relative: str, glob: str) -> bool:
+    """Glob match of a path below the landing root; ``**/`` also matches no folder at all."""
+    if fnmatch.fnmatchcase(relative, glob):
+        return True
+    return glob.startswith("**/") and fnmatch.fnmatchcase(relative, glob[3:])
+
+
+def open_decompressed(fs: pafs.FileSystem, path: str, compression: str = "auto") -> pa.NativeFile:
+    """An input stream of the file's bytes, decompressed (codec from its first bytes)."""
+    if compression == "auto":
+        with fs.open_input_file(path) as handle:
+            head = handle.read(4)
+        compression = next(
+            (codec for magic, codec in _MAGIC.items() if head.startswith(magic)), "none"
+        )
+    return fs.open_input_stream(path, compression=None if compression == "none" else compression)
+
+
+def iter_line_batches(
+    stream: pa.NativeFile, batch_lines: int = BATCH_LINES, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[list[bytes]]:
+    """Lines of a stream (without ``\\n``), in lists of at most ``batch_lines``.
+
+    Line numbers stay exact: empty lines are kept (the parsers skip them), and the text after the
+    last newline is the last line.
+    """
+    pending: list[bytes] = []
+    rest = b""
+    while True:
+        chunk = stream.read(chunk_bytes)
+        if not chunk:
+            break
+        pieces = (rest + bytes(chunk)).split(b"\n")
+        rest = pieces.pop()
+        pending.extend(pieces)
+        while len(pending) >= batch_lines:
+            yield pending[:batch_lines]
+            pending = pending[batch_lines:]
+    if rest:
+        pending.append(rest)
+    if pending:
+        yield pending

@@ -1,0 +1,193 @@
+"""Delimited click logs with a column mapping (CSV, TSV; any compression; header variants)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from recs_pipeline.adapters.sources.base import LandingFile, pseudonymiser_of, rules_of
+from recs_pipeline.adapters.sources.tables import TableFileSource
+from recs_pipeline.core.events import (
+    QUARANTINE_RAW_CHARS,
+    ParsedLines,
+    QuarantineRow,
+    events_from_table,
+    quarantine_frame,
+)
+from recs_pipeline.core.site import CsvColumns, EventSourceConfig
+
+_HEADER_BYTES = 1 << 16
+_BLOCK_BYTES = 1 << 22
+
+
+def normalise_name(name: str) -> str:
+    """Header names match ignoring a byte-order mark, surrounding spaces, quotes and case."""
+    return name.replace("\ufeff", "").strip().strip('"').strip().lower()
+
+
+class CsvEvents(TableFileSource):
+    """Delimited files with a column mapping from the site's YAML.
+
+    Timestamps are numbers in a unit (s, ms, us, ns), ISO 8601 text or a strftime format, in a
+    declared time zone when they carry no offset. Files may be gzip, bzip2, zstd or lz4 (detected),
+    with a header (matched leniently) or without one (``column_names``). Rows are read in
+    blocks, never a whole file at once; rows that do not parse (wrong number of fields, bytes
+    that are not UTF-8) are quarantined, never fatal.
+    """
+
+    def __init__(self, config: EventSourceConfig, tz: ZoneInfo, first_day: dt.date) -> None:
+        if config.columns is None:
+            raise ValueError("a csv event source needs a `columns` mapping")
+        super().__init__(config, tz, first_day)
+        self.columns: CsvColumns = config.columns
+        self.rules = rules_of(config)
+
+    def _mapping(self) -> dict[str, str]:
+        """Source column name (normalised) -> canonical name."""
+        fields = {
+            "user_id": self.columns.user_id,
+            "article_id": self.columns.article_id,
+            "ts": self.columns.timestamp,
+            "event_id": self.columns.event_id,
+            "path": self.columns.path,
+            "event_name": self.columns.event_name,
+            "referrer": self.columns.referrer,
+            "user_agent": self.columns.user_agent,
+        }
+        return {normalise_name(source): canonical for canonical, source in fields.items() if source}
+
+    def _header(self, path: str) -> list[str]:
+        if not self.config.header:
+            return list(self.config.column_names or ())
+        with self.open(path) as stream:
+            head = bytes(stream.read(_HEADER_BYTES))
+        lines = head.decode("utf-8", errors="replace").splitlines()
+        if len(lines) <= self.config.skip_rows:
+            return []
+        row = next(csv.reader(io.StringIO(lines[self.config.skip_rows]), delimiter=self.delimiter))
+        return [normalise_name(name) for name in row]
+
+    @property
+    def delimiter(self) -> str:
+        return "\t" if self.config.delimiter in ("\\t", "tab") else self.config.delimiter
+
+    def parse_file(self, file: LandingFile) -> ParsedLines:
+        name = self.relative(file.path)
+        mapping = self._mapping()
+        names = _unique(self._header(file.path))
+        missing = sorted(set(mapping) - set(names))
+        if missing:
+            return ParsedLines(
+                name,
+                _no_events(),
+                quarantine_frame(
+                    [("schema_mismatch", name, 1, f"no columns {missing}; has {names}"[:2000])]
+                ),
+                1,
+            )
+        invalid: list[QuarantineRow] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            number = row.number if row.number is not None else -1
+            invalid.append(("malformed_row", name, number, (row.text or "")[:QUARANTINE_RAW_CHARS]))
+            return "skip"
+
+        first_line = self.config.skip_rows + (2 if self.config.header else 1)
+        reader = pacsv.open_csv(
+            self.open(file.path),
+            read_options=pacsv.ReadOptions(
+                column_names=names,
+                skip_rows=self.config.skip_rows + (1 if self.config.header else 0),
+                block_size=_BLOCK_BYTES,
+                use_threads=False,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(mapping),
+                column_types={source: pa.binary() for source in mapping},
+                strings_can_be_null=False,
+            ),
+        )
+        users = pseudonymiser_of(self.config)
+        parts: list[ParsedLines] = []
+        line = first_line
+        for batch in reader:
+            frame, not_utf8 = _decode(batch, [mapping[c] for c in batch.schema.names])
+            numbers = np.arange(line, line + batch.num_rows, dtype="int64")
+            line += batch.num_rows
+            bad_text = [("not_utf8", name, int(numbers[i]), text) for i, text in not_utf8.items()]
+            good = np.ones(len(frame), dtype=bool)
+            good[list(not_utf8)] = False
+            parsed = events_from_table(
+                frame.loc[good].reset_index(drop=True),
+                name,
+                self.config.timestamp_unit,
+                self.config.timestamp_timezone,
+                users=users,
+                timestamp_format=self.config.timestamp_format,
+                bot_user_agent_pattern=self.config.bot_user_agent_pattern,
+                line_numbers=numbers[good],
+            )
+            if bad_text:
+                extra = quarantine_frame(bad_text)
+                if users is not None:
+                    extra["raw"] = extra["raw"].map(users.redact)
+                parsed.quarantine = pd.concat([parsed.quarantine, extra], ignore_index=True)
+                parsed.lines += len(bad_text)
+            parts.append(parsed)
+        events = [p.events for p in parts if not p.events.empty]
+        quarantine = [p.quarantine for p in parts if not p.quarantine.empty]
+        if invalid:
+            quarantine.append(quarantine_frame(invalid))
+        return ParsedLines(
+            name,
+            pd.concat(events, ignore_index=True) if events else _no_events(),
+            pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
+            sum(p.lines for p in parts) + len(invalid),
+        )
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0)
+        out.append(name if count == 0 else f"{name}.{count}")
+        seen[name] = count + 1
+    return out
+
+
+def _decode(batch: pa.RecordBatch, canonical: list[str]) -> tuple[pd.DataFrame, dict[int, str]]:
+    """String columns from a batch of byte columns; rows with bytes that are not UTF-8 apart."""
+    columns: dict[str, pd.Series] = {}
+    not_utf8: dict[int, str] = {}
+    for column, target in zip(batch.columns, canonical, strict=True):
+        try:
+            text = column.cast(pa.string())
+        except pa.ArrowInvalid:
+            values = column.to_pylist()
+            decoded = []
+            for i, value in enumerate(values):
+                try:
+                    decoded.append(None if value is None else value.decode("utf-8"))
+                except UnicodeDecodeError:
+                    decoded.append(None)
+                    not_utf8[i] = value[:QUARANTINE_RAW_CHARS].decode("utf-8", "backslashreplace")
+            text = pa.array(decoded, type=pa.string())
+        columns[target] = pd.Series(text.to_pandas(types_mapper=pd.ArrowDtype)).astype("string")
+    return pd.DataFrame(columns), not_utf8
+
+
+def _no_events() -> pd.DataFrame:
+    return events_from_table(
+        pd.DataFrame({"user_id": [], "ts": [], "article_id": []}, dtype="string"), "", "ms"
+    ).events

@@ -1,0 +1,172 @@
+"""MIND behaviours (``behaviors.tsv``): clicks inside impression logs, and click histories.
+
+A row is ``impression_id, user_id, time, history, impressions``: ``impressions`` lists the
+articles shown (``N123-1`` clicked, ``N456-0`` not), ``history`` the articles the user clicked
+before (no times). A clicked impression is a ``page_view`` at the impression's time; with
+``mind_history`` the history of a user becomes views dated at the user's first impression row in
+the file (once per user and file). Articles are named by id (no paths); no dwell time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from recs_pipeline.adapters.sources.base import LandingFile, pseudonymiser_of, rules_of
+from recs_pipeline.adapters.sources.delimited import _decode
+from recs_pipeline.adapters.sources.tables import TableFileSource
+from recs_pipeline.core.events import (
+    QUARANTINE_RAW_CHARS,
+    ParsedLines,
+    QuarantineRow,
+    events_from_table,
+    parse_timestamps,
+    quarantine_frame,
+)
+from recs_pipeline.core.site import EventSourceConfig
+
+COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
+TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+_TOKEN = r"^[A-Za-z0-9_]+-[01]$"
+
+
+class MindBehaviors(TableFileSource):
+    """Impression logs in the MIND format."""
+
+    def __init__(self, config: EventSourceConfig, tz: ZoneInfo, first_day: dt.date) -> None:
+        super().__init__(config, tz, first_day)
+        self.rules = rules_of(config)
+
+    def parse_file(self, file: LandingFile) -> ParsedLines:
+        name = self.relative(file.path)
+        invalid: list[QuarantineRow] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            number = row.number if row.number is not None else -1
+            invalid.append(("malformed_row", name, number, (row.text or "")[:QUARANTINE_RAW_CHARS]))
+            return "skip"
+
+        reader = pacsv.open_csv(
+            self.open(file.path),
+            read_options=pacsv.ReadOptions(
+                column_names=list(COLUMNS), block_size=1 << 22, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t", quote_char=False, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(COLUMNS, pa.binary()), strings_can_be_null=False
+            ),
+        )
+        users = pseudonymiser_of(self.config)
+        seen: set[str] = set()
+        events: list[pd.DataFrame] = []
+        bad: list[QuarantineRow] = list(invalid)
+        rows = 0
+        line = 1
+        for batch in reader:
+            frame, not_utf8 = _decode(batch, list(COLUMNS))
+            frame["line_no"] = np.arange(line, line + len(frame), dtype="int64")
+            line += len(frame)
+            rows += len(frame)
+            table, rejected = self._events_of(frame, set(not_utf8), seen)
+            bad.extend((reason, name, int(no), text) for reason, no, text in rejected)
+            if not table.empty:
+                parsed = events_from_table(
+                    table,
+                    name,
+                    "iso",
+                    self.config.timestamp_timezone,
+                    users=users,
+                    timestamp_format=self.config.timestamp_format or TIME_FORMAT,
+                    line_numbers=table["line_no"].to_numpy(),
+                )
+                events.append(parsed.events)
+                bad.extend(parsed.quarantine.itertuples(index=False, name=None))
+        quarantine = (
+            quarantine_frame(sorted(bad, key=lambda row: row[2])) if bad else quarantine_frame([])
+        )
+        if users is not None and not quarantine.empty:
+            quarantine["raw"] = quarantine["raw"].map(users.redact)
+        empty = events_from_table(
+            pd.DataFrame({"user_id": [], "ts": [], "article_id": []}, dtype="string"), name, "ms"
+        ).events
+        return ParsedLines(
+            name,
+            pd.concat(events, ignore_index=True) if events else empty,
+            quarantine,
+            rows + len(invalid),
+        )
+
+    def _events_of(
+        self, frame: pd.DataFrame, not_utf8: set[int], seen: set[str]
+    ) -> tuple[pd.DataFrame, list[tuple[str, int, str]]]:
+        """Click and history events of a batch of rows, and the rows rejected with a reason."""
+        text = frame[list(COLUMNS)].fillna("").agg("\t".join, axis=1).str.slice(0, 2000)
+        reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+        reason[list(not_utf8)] = "not_utf8"
+        user = frame["user_id"].str.strip()
+        reason = reason.mask(
+            reason.isna() & (user.isna() | (user == "") | frame["time"].isna()), "missing_field"
+        )
+        stamps = parse_timestamps(
+            frame["time"].fillna(""),
+            "iso",
+            self.config.timestamp_timezone,
+            self.config.timestamp_format or TIME_FORMAT,
+        )
+        reason = reason.mask(reason.isna() & stamps.isna(), "bad_timestamp")
+        tokens = frame["impressions"].fillna("").str.split()
+        malformed = tokens.map(
+            lambda items: not items or not all(pd.Series(items).str.match(_TOKEN))
+        ).astype(bool)
+        reason = reason.mask(reason.isna() & malformed, "wrong_type")
+        rejected = [
+            (str(r), int(no), t)
+            for r, no, t in zip(
+                reason.dropna(),
+                frame.loc[reason.notna(), "line_no"],
+                text[reason.notna()],
+                strict=True,
+            )
+        ]
+        good = frame.loc[reason.isna()].assign(user_id=user[reason.isna()])
+        clicks = good.assign(token=good["impressions"].str.split()).explode("token")
+        clicks = clicks.loc[clicks["token"].str.endswith("-1")]
+        click_rows = pd.DataFrame(
+            {
+                "user_id": clicks["user_id"],
+                "ts": clicks["time"],
+                "article_id": clicks["token"].str.slice(0, -2),
+                "event_id": clicks["impression_id"] + "|" + clicks["token"].str.slice(0, -2),
+                "line_no": clicks["line_no"],
+            }
+        )
+        parts = [click_rows]
+        if self.config.mind_history:
+            first = good.loc[~good["user_id"].isin(seen)].drop_duplicates("user_id")
+            seen.update(first["user_id"].tolist())
+            history = first.assign(article=first["history"].fillna("").str.split()).explode(
+                "article"
+            )
+            history = history.loc[history["article"].notna() & (history["article"] != "")]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "user_id": history["user_id"],
+                        "ts": history["time"],
+                        "article_id": history["article"],
+                        "event_id": pd.Series(pd.NA, index=history.index, dtype="string"),
+                        "line_no": history["line_no"],
+                    }
+                )
+            )
+        table = pd.concat(parts, ignore_index=True).astype(
+            {"user_id": "string", "ts": "string", "article_id": "string", "event_id": "string"}
+        )
+        return table, rejected

@@ -1,0 +1,102 @@
+"""Snowplow enriched events: gzipped JSON lines in hourly UTC folders ``YYYY/MM/DD/HH/``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from recs_pipeline.adapters.sources.base import (
+    FileSource,
+    LandingFile,
+    pseudonymiser_of,
+    rules_of,
+)
+from recs_pipeline.core.events import (
+    FOLDER_SLACK,
+    DayEvents,
+    ParsedLines,
+    assemble_day,
+    parse_snowplow_lines,
+)
+from recs_pipeline.core.site import EventSourceConfig
+from recs_pipeline.core.timeframe import day_bounds, day_of
+
+_HOUR_FOLDER = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
+
+
+class SnowplowEvents(FileSource):
+    """``page_view`` and ``page_ping`` events (dwell = pings x the site's heartbeat interval).
+
+    A file belongs to the hour of its folder; a day reads the hours of the day plus a little slack
+    on each side (collectors deliver late), and a run over consecutive days parses each file once.
+    """
+
+    def __init__(self, config: EventSourceConfig, tz: ZoneInfo) -> None:
+        super().__init__(config, tz)
+        self.rules = rules_of(config)
+
+    @staticmethod
+    def hour_of(path: str) -> pd.Timestamp | None:
+        match = _HOUR_FOLDER.search(path)
+        if match is None:
+            return None
+        year, month, day, hour = (int(part) for part in match.groups())
+        try:
+            return pd.Timestamp(dt.datetime(year, month, day, hour, tzinfo=dt.UTC))
+        except ValueError:
+            return None
+
+    def list_files(self) -> list[LandingFile]:
+        return [f for f in super().list_files() if self.hour_of(f.path) is not None]
+
+    def days_of(self, file: LandingFile) -> set[dt.date]:
+        hour = self.hour_of(file.path)
+        if hour is None:
+            return set()
+        first = hour - FOLDER_SLACK
+        last = hour + pd.Timedelta(hours=1) + FOLDER_SLACK - pd.Timedelta(milliseconds=1)
+        return {day_of(first, self.tz), day_of(hour, self.tz), day_of(last, self.tz)}
+
+    def files_for_day(self, day: dt.date) -> list[LandingFile]:
+        start, end = day_bounds(day, self.tz)
+        low = start - pd.Timedelta(hours=1) - FOLDER_SLACK
+        high = end + FOLDER_SLACK
+        chosen = []
+        for file in self.listing():
+            hour = self.hour_of(file.path)
+            if hour is not None and low < hour < high:
+                chosen.append(file)
+        return chosen
+
+    def parse_file(self, file: LandingFile) -> ParsedLines:
+        return parse_snowplow_lines(
+            self.line_batches(file.path),
+            self.relative(file.path),
+            self.hour_of(file.path),
+            users=pseudonymiser_of(self.config),
+            bot_user_agent_pattern=self.config.bot_user_agent_pattern,
+        )
+
+    def read_days(
+        self, days: Sequence[dt.date], now: pd.Timestamp | None = None
+    ) -> Iterator[tuple[dt.date, DayEvents]]:
+        cache: dict[str, ParsedLines] = {}
+        for day in sorted(days):
+            parsed = []
+            for file in self.files_for_day(day):
+                if file.path not in cache:
+                    cache[file.path] = self.parse_file(file)
+                parsed.append(cache[file.path])
+            result = assemble_day(parsed, day, self.tz, self.rules, now=now)
+            del parsed
+            # Files of earlier days are not needed again (days are processed in order).
+            horizon = day_bounds(day, self.tz)[1] - pd.Timedelta(hours=3)
+            for path in [
+                p for p, item in cache.items() if item.hour is not None and item.hour < horizon
+            ]:
+                del cache[path]
+            yield day, result

@@ -1,0 +1,75 @@
+"""Sources whose files carry no day in their names (delimited click logs, MIND behaviours).
+
+Every day run reads every file once per run (even for a range of days), keeps only the rows of
+the run's days (plus implausible ones, which their home day quarantines) and assembles each day.
+Memory is the run's own days, not the whole landing area.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from recs_pipeline.adapters.sources.base import FileSource, LandingFile
+from recs_pipeline.core.events import (
+    EARLIEST_PLAUSIBLE,
+    DayEvents,
+    EventRules,
+    ParsedLines,
+    assemble_day,
+    quarantine_frame,
+)
+from recs_pipeline.core.site import EventSourceConfig
+from recs_pipeline.core.timeframe import day_bounds
+
+
+class TableFileSource(FileSource):
+    """Shared reading of files that are tables of events of any days."""
+
+    rules: EventRules
+
+    def __init__(self, config: EventSourceConfig, tz: ZoneInfo, first_day: dt.date) -> None:
+        super().__init__(config, tz)
+        self.first_day = first_day
+
+    def parse_file(self, file: LandingFile) -> ParsedLines:
+        raise NotImplementedError
+
+    def _home(self, parsed: ParsedLines, now: pd.Timestamp) -> dt.date:
+        """The day of the file's earliest plausible event (its undatable lines' owner)."""
+        stamps = parsed.events["ts"]
+        plausible = stamps[(stamps >= EARLIEST_PLAUSIBLE) & (stamps <= now + pd.Timedelta(days=1))]
+        if plausible.empty:
+            return self.first_day
+        return pd.Timestamp(plausible.min()).tz_convert(self.tz).date()
+
+    def days_of(self, file: LandingFile) -> set[dt.date]:
+        parsed = self.parse_file(file)
+        local = parsed.events["ts"].dt.tz_convert(self.tz).dt.date
+        return set(local.unique()) | {self._home(parsed, pd.Timestamp.now(tz="UTC"))}
+
+    def read_days(
+        self, days: Sequence[dt.date], now: pd.Timestamp | None = None
+    ) -> Iterator[tuple[dt.date, DayEvents]]:
+        wanted = sorted(days)
+        if not wanted:
+            return
+        moment = pd.Timestamp.now(tz="UTC") if now is None else now
+        start, end = day_bounds(wanted[0], self.tz)[0], day_bounds(wanted[-1], self.tz)[1]
+        parsed_files = []
+        for file in self.listing():
+            parsed = self.parse_file(file)
+            parsed.home = self._home(parsed, moment)
+            stamps = parsed.events["ts"]
+            implausible = (stamps < EARLIEST_PLAUSIBLE) | (stamps > moment + pd.Timedelta(days=1))
+            keep = ((stamps >= start) & (stamps < end)) | implausible
+            if parsed.home not in wanted:
+                keep &= ~implausible
+                parsed.quarantine = quarantine_frame([])
+            parsed.events = parsed.events.loc[keep].reset_index(drop=True)
+            parsed_files.append(parsed)
+        for day in wanted:
+            yield day, assemble_day(parsed_files, day, self.tz, self.rules, now=moment)
