@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from recs_pipeline import settings
+from recs_pipeline.adapters.publishing import is_postgres_url
 from recs_pipeline.assets.ingestion import build_ingestion_assets
 from recs_pipeline.assets.models import build_model_assets
 from recs_pipeline.assets.serving import build_serving_assets
 from recs_pipeline.automation import build_automation
 from recs_pipeline.core.site import SiteConfig, load_sites
+from recs_pipeline.postgres_io import LakeAndTablesIOManager
 from recs_pipeline.resources import Clock, LakeIOManager, LakeResource, PublisherResource
 
 if TYPE_CHECKING:
@@ -34,6 +37,20 @@ def build_definitions(
 ) -> dg.Definitions:
     """Definitions for some sites; storage from the arguments or the environment."""
     lake = lake_url or settings.lake_url()
+    database = database_url or settings.database_url()
+    # A URL from the environment stays an environment variable in the resource config, so a
+    # password in it never reaches the UI, run configs or logs.
+    database_config: str = (
+        dg.EnvVar("RECS_DATABASE_URL")
+        if database_url is None and os.environ.get("RECS_DATABASE_URL")
+        else database
+    )
+    # On Postgres, the serving-side frames are also written as tables for analysts.
+    lake_io: LakeIOManager = (
+        LakeAndTablesIOManager(url=lake, database_url=database_config)
+        if is_postgres_url(database)
+        else LakeIOManager(url=lake)
+    )
     assets: list[dg.AssetsDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -50,9 +67,9 @@ def build_definitions(
         schedules=schedules,
         sensors=sensors,
         resources={
-            "lake_io_manager": LakeIOManager(url=lake),
+            "lake_io_manager": lake_io,
             "lake": LakeResource(url=lake),
-            "publisher": PublisherResource(url=database_url or settings.database_url()),
+            "publisher": PublisherResource(url=database_config),
             "clock": Clock(),
         },
         # Steps are short pandas/numpy work: running them in one process saves seconds of
