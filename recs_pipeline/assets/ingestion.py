@@ -6,6 +6,8 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
+from recs_pipeline.adapters.pages import page_fetcher
+from recs_pipeline.adapters.pages.registry import PageRegistryStore
 from recs_pipeline.adapters.sources import event_source
 from recs_pipeline.assets.common import (
     LAKE_IO,
@@ -21,8 +23,16 @@ from recs_pipeline.assets.common import (
 )
 from recs_pipeline.core import schemas
 from recs_pipeline.core.engagement import daily_engagement, daily_pages
+from recs_pipeline.core.page_registry import due_for_fetch, merge, metadata_for_pages
 from recs_pipeline.core.site import SiteConfig
-from recs_pipeline.resources import Clock, run_started
+from recs_pipeline.resources import Clock, LakeResource, run_started
+
+
+class PagesRunConfig(dg.Config):
+    """Run configuration of ``pages``: ``force_refetch`` asks the CMS again about every page
+    and overwrites the registry whatever its modified time (backfills after a CMS migration)."""
+
+    force_refetch: bool = False
 
 
 def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
@@ -110,21 +120,77 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         "pages",
         ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
     )
-    def pages(context: dg.AssetExecutionContext, raw_events: pd.DataFrame) -> pd.DataFrame:
-        """Articles seen each day: id, most frequent path, first and last view, readers."""
+    def pages(
+        context: dg.AssetExecutionContext,
+        raw_events: pd.DataFrame,
+        lake: LakeResource,
+        config: PagesRunConfig,
+    ) -> pd.DataFrame:
+        """Articles seen each day: id, most frequent path, first and last view, readers, and
+        what the site's CMS says about them (title, publish time, section, in-house).
+
+        Paths are looked up in the site's page registry; the CMS is asked only about new paths,
+        paths without a publish date and articles published within the last day (all of them
+        with ``force_refetch``), within the site's politeness limits. A failing CMS never fails
+        the run: its pages keep their ids and are asked again next time.
+        """
         frames = [daily_pages(of_days(raw_events, [day]), day) for day in run_days(context)]
         frame = concat_days(frames, schemas.PAGE_COLUMNS)
+        meta: dict[str, dg.MetadataValue] = {}
+        fetcher = page_fetcher(site)
+        if fetcher is not None:
+            store = PageRegistryStore(lake.lake(), site.name)
+            registry = store.read()
+            now = run_started(context)
+            most_read = frame.sort_values("readers", ascending=False, kind="stable")
+            due = due_for_fetch(
+                registry, most_read, now, site.pages.refetch_recent_hours, config.force_refetch
+            )
+            postponed = max(0, len(due) - site.pages.max_pages_per_run)
+            due = due.head(site.pages.max_pages_per_run)
+            try:
+                fetched = fetcher.fetch(due, now) if len(due) else pd.DataFrame()
+            except Exception as error:  # a CMS problem must not stop ingestion
+                context.log.error(f"{site.name}: page fetcher {fetcher.name} failed: {error!r}")
+                fetched = pd.DataFrame()
+            registry, counts = merge(registry, fetched, force=config.force_refetch)
+            store.write(registry)
+            statuses = Counter(fetched["status"]) if len(fetched) else Counter()
+            meta = {
+                **numeric(counts.as_metadata()),
+                **numeric(
+                    {
+                        "pages_asked": len(due),
+                        "pages_postponed": postponed,
+                        "pages_skipped_circuit_open": statuses.get("skipped", 0),
+                        "cms_requests": fetcher.stats.requests,
+                        "cms_retries": fetcher.stats.retries,
+                        "registry_paths": len(registry),
+                    }
+                ),
+                "registry": dg.MetadataValue.path(store.path),
+            }
+            frame[list(schemas.PAGE_METADATA_COLUMNS)] = metadata_for_pages(registry, frame)
+        else:
+            for column in schemas.PAGE_METADATA_COLUMNS:
+                frame[column] = None
+        frame = frame.astype(
+            {"title": "string", "section": "string", "in_house": "boolean"}
+        ).assign(published_at=pd.to_datetime(frame["published_at"], utc=True))
+        frame["published_at"] = frame["published_at"].astype("datetime64[ms, UTC]")
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                "with_publish_time": dg.MetadataValue.int(int(frame["published_at"].notna().sum())),
+                **meta,
                 "most_read": markdown_table(
                     frame.sort_values("readers", ascending=False)[
-                        ["date", "article_id", "path", "readers", "views"]
+                        ["date", "article_id", "path", "title", "readers", "views"]
                     ]
                 ),
             }
         )
-        return frame
+        return frame[[*schemas.PAGE_COLUMNS, *schemas.PAGE_METADATA_COLUMNS]]
 
     @site_asset(
         site,
