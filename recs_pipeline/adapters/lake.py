@@ -57,13 +57,13 @@ class Lake:
         and a rename there would be a copy plus a delete, so the object is written in place.
         """
         if not self.is_local:
-            with self.fs.open_output_stream(path) as stream:
+            with self.fs.open_output_stream(path, compression=None) as stream:
                 stream.write(data)
             return
         folder = path.rsplit("/", 1)[0]
         self.fs.create_dir(folder, recursive=True)
         temporary = f"{folder}/.tmp-{uuid.uuid4().hex}"
-        with self.fs.open_output_stream(temporary) as stream:
+        with self.fs.open_output_stream(temporary, compression=None) as stream:
             stream.write(data)
         self.fs.move(temporary, path)
 
@@ -87,7 +87,7 @@ class Lake:
         an earlier HEAD), fails to parse, and is retried.
         """
         for attempt in range(1, attempts + 1):
-            with self.fs.open_input_stream(path) as stream:
+            with self.fs.open_input_stream(path, compression=None) as stream:
                 data = stream.read()
             try:
                 return pq.read_table(pa.BufferReader(data))
@@ -153,7 +153,7 @@ class Lake:
         path = f"{self.partition_dir(site, asset, day)}/{name}"
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
-        with self.fs.open_input_stream(path) as stream:
+        with self.fs.open_input_stream(path, compression=None) as stream:
             return bytes(stream.read())
 
     def artifacts(self, site: str, asset: str, day: str) -> list[str]:
