@@ -1,33 +1,60 @@
-# The code location image: dependencies from the lock file, non-root, libgomp for implicit/LightGBM.
-FROM python:3.11-slim
+# syntax=docker/dockerfile:1.7
+# The recs_pipeline image: one image for the code location (gRPC server), the Dagster webserver
+# and the daemon (docker-compose.yml picks the command). Dependencies come from uv.lock only.
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
-    && rm -rf /var/lib/apt/lists/*
+# -- build: resolve the locked environment into /app/.venv -----------------------------------
+FROM python:3.11-slim-bookworm AS build
 
-RUN pip install --no-cache-dir uv==0.13.9
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 
-WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
-    PATH=/app/.venv/bin:$PATH \
-    RECS_HOME=/app/var \
-    DAGSTER_HOME=/app/var/dagster_home \
-    OPENBLAS_NUM_THREADS=1
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
 
-# Dependencies first: this layer is rebuilt only when the lock file changes.
+WORKDIR /app
+
+# Dependencies first, from the lock file alone: this layer is rebuilt only when uv.lock or
+# pyproject.toml change, not on every code change.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    uv sync --frozen --no-dev --no-install-project
+
+# Then the project itself (not editable: the runtime image has no source tree to point at).
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
-
 COPY recs_pipeline ./recs_pipeline
-COPY sites ./sites
-COPY workspace.yaml dagster.yaml ./
-RUN uv sync --frozen --no-dev \
-    && useradd --create-home --uid 10001 recs \
-    && mkdir -p /app/var/dagster_home \
-    && cp dagster.yaml /app/var/dagster_home/dagster.yaml \
-    && chown -R recs /app/var
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable
 
-USER recs
-EXPOSE 3000
-CMD ["dagster", "dev", "-h", "0.0.0.0", "-p", "3000", "-w", "workspace.yaml"]
+# -- runtime: the environment, the site files and the instance config; no build tools --------
+FROM python:3.11-slim-bookworm AS runtime
+
+# implicit and LightGBM need OpenMP at run time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 recs \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /home/recs --create-home recs \
+    && mkdir -p /var/lib/recs /opt/dagster/home \
+    && chown 10001:10001 /var/lib/recs /opt/dagster/home
+
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    RECS_HOME=/var/lib/recs \
+    RECS_SITES_DIR=/app/sites \
+    DAGSTER_HOME=/opt/dagster/home
+
+WORKDIR /app
+COPY --from=build /app/.venv /app/.venv
+COPY sites ./sites
+COPY deploy/workspace.yaml ./deploy/workspace.yaml
+COPY deploy/dagster.postgres.yaml /opt/dagster/home/dagster.yaml
+
+USER 10001:10001
+EXPOSE 3000 4000
+
+# The code location; the webserver and the daemon override the command (docker-compose.yml).
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "recs_pipeline.definitions", "--location-name", "recs_pipeline"]

@@ -55,6 +55,8 @@ lint: install
 	$(BIN)/ruff check recs_pipeline recs_pipeline_tests benchmarks
 	$(BIN)/ruff format --check recs_pipeline recs_pipeline_tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 format: install
 	$(BIN)/ruff check --fix recs_pipeline recs_pipeline_tests benchmarks
