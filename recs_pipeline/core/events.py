@@ -265,55 +265,82 @@ def _parse_snowplow_batch(
     bot: re.Pattern[str] | None,
 ) -> ParsedLines:
     bad: list[QuarantineRow] = []
-    columns: dict[str, list[object]] = {name: [] for name in (*_RAW_COLUMNS, "line_no")}
+    rows: list[tuple[object, ...]] = []
     raw_of: dict[int, bytes] = {}
     count = 0
+    limit = MAX_FIELD_CHARS
     for number, line in enumerate(lines, start=first):
-        if not line.strip():
+        if not line or line.isspace():
             continue
         count += 1
         if len(line) > MAX_LINE_BYTES:
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
         try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append(("not_utf8", source_file, number, _raw_text(line)))
-            continue
-        try:
-            record = orjson.loads(line)
+            record = orjson.loads(line)  # rejects bytes that are not UTF-8 too
         except orjson.JSONDecodeError:
+            try:
+                line.decode("utf-8")
+                reason = "invalid_json"
+            except UnicodeDecodeError:
+                reason = "not_utf8"
+            bad.append((reason, source_file, number, _raw_text(line)))
+            continue
+        if type(record) is not dict:
             bad.append(("invalid_json", source_file, number, _raw_text(line)))
             continue
-        if not isinstance(record, dict):
-            bad.append(("invalid_json", source_file, number, _raw_text(line)))
-            continue
-        page = record.get("page_url") or record.get("page_urlpath")
-        values = (
-            record.get("event_id"),
-            record.get("collector_tstamp"),
-            record.get("domain_userid"),
-            record.get("event_name"),
-            page,
+        get = record.get
+        event_id, stamp, user, name = (
+            get("event_id"),
+            get("collector_tstamp"),
+            get("domain_userid"),
+            get("event_name"),
         )
-        if any(value is None or value == "" for value in values):
+        page = get("page_url") or get("page_urlpath")
+        if (
+            event_id is None
+            or event_id == ""
+            or stamp is None
+            or stamp == ""
+            or user is None
+            or user == ""
+            or name is None
+            or name == ""
+            or page is None
+            or page == ""
+        ):
             bad.append(("missing_field", source_file, number, _raw_text(line)))
             continue
-        referrer, user_agent = record.get("page_referrer"), record.get("useragent")
-        if not all(isinstance(value, str) for value in values) or not all(
-            value is None or isinstance(value, str) for value in (referrer, user_agent)
+        referrer, agent = get("page_referrer"), get("useragent")
+        if (
+            type(event_id) is not str
+            or type(stamp) is not str
+            or type(user) is not str
+            or type(name) is not str
+            or type(page) is not str
+            or (referrer is not None and type(referrer) is not str)
+            or (agent is not None and type(agent) is not str)
         ):
             bad.append(("wrong_type", source_file, number, _raw_text(line)))
             continue
-        if any(len(value) > MAX_FIELD_CHARS for value in values) or (  # type: ignore[arg-type]
-            referrer is not None and len(referrer) > MAX_FIELD_CHARS
+        if (
+            len(event_id) > limit
+            or len(stamp) > limit
+            or len(user) > limit
+            or len(name) > limit
+            or len(page) > limit
+            or (referrer is not None and len(referrer) > limit)
         ):
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
-        for name, value in zip(_RAW_COLUMNS, (*values, referrer, user_agent, 0), strict=True):
-            columns[name].append(value)
-        columns["line_no"].append(number)
+        rows.append((event_id, stamp, user, name, page, referrer, agent, 0, number))
         raw_of[number] = line
+    columns: dict[str, list[object]] = {
+        name: list(values)
+        for name, values in zip(
+            (*_RAW_COLUMNS, "line_no"), zip(*rows, strict=True) if rows else [()] * 9, strict=True
+        )
+    }
     frame = _validated_frame(columns, raw_of, bad, source_file, _snowplow_ts, users, bot)
     return _finish(ParsedLines(source_file, frame, quarantine_frame(bad), count), users)
 

@@ -33,7 +33,11 @@ def valid(index: int, second: int) -> bytes:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
     ),
@@ -41,7 +45,7 @@ json_values = st.recursive(
 )
 field_values = st.one_of(
     st.none(),
-    st.integers(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.text(max_size=40),
     st.sampled_from(["", "1970-01-01 00:00:00", "2999-01-01 00:00:00", "x" * 5000]),
     json_values,
@@ -50,7 +54,9 @@ field_values = st.one_of(
 near_events = st.fixed_dictionaries(
     {
         "event_id": st.one_of(
-            st.none(), st.integers(), st.text(max_size=10).map(lambda s: f"junk-{s}")
+            st.none(),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.text(max_size=10).map(lambda s: f"junk-{s}"),
         ),
         "collector_tstamp": field_values,
         "domain_userid": field_values,

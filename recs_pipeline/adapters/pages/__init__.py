@@ -7,8 +7,6 @@ fetcher turns paths into registry rows (``core.page_registry``), politely (``pol
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from typing import Protocol
 
 import httpx
@@ -54,11 +52,3 @@ def page_fetcher(
     if site.pages.fetcher == "html_meta":
         return HtmlMetaPages(site.pages, page_rules(site), transport)
     return None
-
-
-def run(coroutine: object) -> object:
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
-
-
-def fetch_paths(fetcher: PageFetcher, paths: Sequence[str], now: pd.Timestamp) -> pd.DataFrame:
-    return fetcher.fetch(pd.DataFrame({"path": list(paths), "article_id": None}), now)

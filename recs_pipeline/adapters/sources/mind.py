@@ -107,7 +107,6 @@ class MindBehaviors(TableFileSource):
         self, frame: pd.DataFrame, not_utf8: set[int], seen: set[str]
     ) -> tuple[pd.DataFrame, list[tuple[str, int, str]]]:
         """Click and history events of a batch of rows, and the rows rejected with a reason."""
-        text = frame[list(COLUMNS)].fillna("").agg("\t".join, axis=1).str.slice(0, 2000)
         reason = pd.Series(pd.NA, index=frame.index, dtype="string")
         reason[list(not_utf8)] = "not_utf8"
         user = frame["user_id"].str.strip()
@@ -121,19 +120,17 @@ class MindBehaviors(TableFileSource):
             self.config.timestamp_format or TIME_FORMAT,
         )
         reason = reason.mask(reason.isna() & stamps.isna(), "bad_timestamp")
-        tokens = frame["impressions"].fillna("").str.split()
-        malformed = tokens.map(
-            lambda items: not items or not all(pd.Series(items).str.match(_TOKEN))
-        ).astype(bool)
+        tokens = frame["impressions"].fillna("").str.split().explode()
+        valid = tokens.str.match(_TOKEN).fillna(False).astype(bool)
+        malformed = ~valid.groupby(level=0).all()
         reason = reason.mask(reason.isna() & malformed, "wrong_type")
+        bad = reason.notna()
+        text = frame.loc[bad, "impression_id"].fillna("")
+        for column in COLUMNS[1:]:
+            text = text + "\t" + frame.loc[bad, column].fillna("")
         rejected = [
-            (str(r), int(no), t)
-            for r, no, t in zip(
-                reason.dropna(),
-                frame.loc[reason.notna(), "line_no"],
-                text[reason.notna()],
-                strict=True,
-            )
+            (str(r), int(no), t[:QUARANTINE_RAW_CHARS])
+            for r, no, t in zip(reason[bad], frame.loc[bad, "line_no"], text, strict=True)
         ]
         good = frame.loc[reason.isna()].assign(user_id=user[reason.isna()])
         clicks = good.assign(token=good["impressions"].str.split()).explode("token")
