@@ -316,6 +316,25 @@ def test_publish_argument_checks(publisher: AnyPublisher) -> None:
     assert publisher.versions(SITE) == []
 
 
+def test_unicode_and_long_ids_round_trip(publisher: AnyPublisher) -> None:
+    sources = ["leitor-çãõ", "読者", "u" * 3000, "plain"]
+    rows = pd.DataFrame(
+        {
+            "source_entity_id": np.repeat(sources, 3),
+            "rank": np.tile([1, 2, 3], len(sources)),
+            "recommended_article_id": [f"artigo-ñ-{i}-🙂" for i in range(3 * len(sources))],
+            "score": np.linspace(-1e300, 1e-300, 3 * len(sources)),
+        }
+    )
+    [version] = publisher.publish(SITE, day(1), [RecommendationBatch("user", rows)])
+    assert version.rows == 12
+    for source in sources:
+        expected = rows.loc[rows["source_entity_id"] == source]
+        served = publisher.recommendations(SITE, "user", source)
+        assert served["article_id"].tolist() == expected["recommended_article_id"].tolist()
+        assert served["score"].tolist() == expected["score"].tolist()
+
+
 def test_params_and_metrics_are_stored_as_json(publisher: AnyPublisher) -> None:
     batch = RecommendationBatch(
         "user",

@@ -122,13 +122,13 @@ class Publisher(Protocol):
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _validated_rows(
-    batch: RecommendationBatch,
-) -> tuple[list[str], list[int], list[str], list[float]]:
-    """Check a batch's rows and return its columns as plain Python lists, ready to bind.
+def _validated_frame(batch: RecommendationBatch) -> pd.DataFrame:
+    """Check a batch's rows; returns them as columns ``s`` (source entity), ``r`` (rank),
+    ``a`` (recommended article), ``x`` (score).
 
-    Rows are sorted by (source entity, rank): that is the table's key order, so SQLite appends
-    to its B-tree instead of inserting at random places.
+    Rows are sorted by (source entity, rank): that is the tables' key order, so SQLite appends
+    to its B-tree instead of inserting at random places, and Postgres builds its index from
+    presorted input.
     """
     kind = batch.model_type
     frame = batch.rows
@@ -174,15 +174,30 @@ def _validated_rows(
     rank = rank_values.astype(np.int64)
     # ``.array`` keeps Arrow-backed strings as they are (to_numpy would copy them to objects).
     keyed = pd.DataFrame({"s": source.array, "r": rank, "a": article.array, "x": score})
-    keyed = keyed.sort_values(["s", "r"], kind="stable", ignore_index=True)
+    same_source = keyed["s"] == keyed["s"].shift()
+    # Frames usually arrive in (source, rank) order already: checking is cheaper than sorting.
+    in_order = keyed["s"].is_monotonic_increasing and bool(
+        (~same_source | (keyed["r"].diff() > 0)).all()
+    )
+    if not in_order:
+        keyed = keyed.sort_values(["s", "r"], kind="stable", ignore_index=True)
+        same_source = keyed["s"] == keyed["s"].shift()
     # Sorted, so a duplicate (source, rank) pair sits right after its twin.
-    duplicated = (keyed["s"] == keyed["s"].shift()) & (keyed["r"].diff() == 0)
+    duplicated = same_source & (keyed["r"].diff() == 0)
     if duplicated.any():
         example = keyed.loc[duplicated, ["s", "r"]].iloc[0].tolist()
         raise RecommendationValidationError(
             f"{kind} batch has {int(duplicated.sum())} duplicate (source_entity_id, rank) "
             f"pairs, e.g. {example}"
         )
+    return keyed
+
+
+def _validated_rows(
+    batch: RecommendationBatch,
+) -> tuple[list[str], list[int], list[str], list[float]]:
+    """``_validated_frame``'s columns as plain Python lists, ready to bind."""
+    keyed = _validated_frame(batch)
     return (
         keyed["s"].tolist(),
         keyed["r"].tolist(),

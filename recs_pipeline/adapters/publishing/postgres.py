@@ -7,7 +7,8 @@ N), built from Postgres' own tools:
   publishes of one site run one after the other, publishes of different sites run side by side.
   It is the only lock a publish waits for on purpose, so publishes cannot deadlock each other;
   the server releases it when a publishing process dies.
-- **Binary COPY into a partition of its own**: each version's rows go to a new table
+- **Binary COPY into a partition of its own**: each version's rows (encoded column-wise, see
+  ``pgcopy``) go to a new table
   ``recommendation_m<id>`` (no index to maintain while loading), its serving index is built once,
   and the table is attached to ``recommendation`` — all in one transaction, so a crash leaves
   nothing but the ``pending`` model row, which the next publish marks ``failed``.
@@ -26,7 +27,6 @@ import re
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import repeat
 from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,16 +50,16 @@ from recs_pipeline.adapters.publishing.base import (
     _optional_text,
     _plain,
     _utcnow,
-    _validated_rows,
+    _validated_frame,
     migration_files,
 )
+from recs_pipeline.adapters.publishing.pgcopy import recommendation_copy_data
 
 log = logging.getLogger(__name__)
 
 #: Serialises migrations of one database between processes (any constant distinct from sites').
 _MIGRATION_LOCK: Final = 0x7265637300000001
 _PARTITION: Final = re.compile(r"^recommendation_m(\d+)$")
-_COPY_TYPES: Final = ("int8", "text", "int4", "text", "float8")
 
 #: A version's partition, spelled out rather than ``LIKE recommendation`` so loading takes no
 #: lock on the parent until the attach; the attach refuses any drift from the parent's columns
@@ -403,8 +403,8 @@ class PostgresPublisher:
     ) -> None:
         """Load a version's rows into its own partition: create, COPY, index, attach."""
         started = time.perf_counter()
-        sources, ranks, articles, scores = _validated_rows(batch)
-        n = len(sources)
+        rows = _validated_frame(batch)
+        n = len(rows)
         table = sql.Identifier(partition_name(model_id))
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL(_PARTITION_DDL).format(table=table, id=sql.Literal(model_id)))
@@ -414,9 +414,8 @@ class PostgresPublisher:
                     "FROM STDIN (FORMAT BINARY)"
                 ).format(table)
             ) as copy:
-                copy.set_types(list(_COPY_TYPES))
-                for row in zip(repeat(model_id), sources, ranks, articles, scores):
-                    copy.write_row(row)
+                for block in recommendation_copy_data(model_id, rows):
+                    copy.write(block)
             cur.execute(
                 sql.SQL("CREATE INDEX {} ON {} (source_entity_id, rank)").format(
                     sql.Identifier(f"{partition_name(model_id)}_serving"), table
