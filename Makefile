@@ -16,7 +16,7 @@ DEMO_DAYS ?= 14
 DEMO_USERS ?= 4000
 DEMO_EVENTS_PER_DAY ?= 60000
 
-.PHONY: install run generate materialize summary test dev lint format bench clean
+.PHONY: install run generate materialize summary test dev lint format bench clean FORCE
 
 install: .venv/.installed
 
@@ -25,9 +25,15 @@ install: .venv/.installed
 	$(UV) sync --frozen --compile-bytecode --quiet
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The Dagster instance: SQLite under $(DAGSTER_HOME) by default; Postgres with
+# DAGSTER_YAML=deploy/dagster.postgres.yaml (and the DAGSTER_PG_* variables, see README).
+DAGSTER_YAML ?= dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_YAML) FORCE
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	@cmp -s $(DAGSTER_YAML) $@ || cp $(DAGSTER_YAML) $@
+
+FORCE:
 
 ## run: generate the demo site's clickstream, materialise its whole graph, print a summary
 run: install $(DAGSTER_HOME)/dagster.yaml generate materialize summary
