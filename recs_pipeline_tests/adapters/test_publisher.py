@@ -731,6 +731,30 @@ def test_postgres_partitions_follow_the_versions(pg_publisher: PostgresPublisher
     assert leftovers == []
 
 
+def test_postgres_pruning_never_waits_long_for_a_reader(pg_url: str) -> None:
+    """A long query on ``recommendation`` delays dropping a pruned partition, not the publish:
+    the drop gives up after ``reclaim_wait`` and a later publish finishes it."""
+    publisher = PostgresPublisher(pg_url, reclaim_wait=0.3)
+    [first] = publisher.publish(SITE, day(1), [user_batch("v1")], keep=0)
+    with psycopg.connect(pg_url) as reader:
+        reader.execute("SELECT count(*) FROM recommendation").fetchone()  # holds its lock
+        started = time.monotonic()
+        [second] = publisher.publish(SITE, day(2), [user_batch("v2")], keep=0)
+        assert time.monotonic() - started < 10
+        assert second.status == "current"
+        assert {v.id for v in publisher.versions(SITE)} == {second.id}
+        assert sql(publisher, f"SELECT to_regclass('recommendation_m{first.id}') IS NOT NULL")[0][0]
+        reader.rollback()
+    assert publisher.recommendations(SITE, "user", "u0")["article_id"].iloc[0] == "v2-u0-1"
+    [third] = publisher.publish(SITE, day(3), [user_batch("v3")], keep=0)
+    partitions = sql(
+        publisher,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'recommendation'::regclass",
+    )
+    assert partitions == [(f"recommendation_m{third.id}",)]
+
+
 def test_publisher_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     relative = publisher_from_url("sqlite:///data/serving.sqlite")

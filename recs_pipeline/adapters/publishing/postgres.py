@@ -160,12 +160,16 @@ class PostgresPublisher:
         url: str,
         *,
         lock_timeout: float = 600.0,
+        reclaim_wait: float = 30.0,
         connect_timeout: int = 10,
         application_name: str = "recs_pipeline",
     ) -> None:
         self._conninfo = libpq_url(url)
         self._redacted = redact_url(self._conninfo)
         self._lock_timeout = lock_timeout
+        # How long dropping a pruned version's partition may wait for queries already reading
+        # ``recommendation``: a long analyst query must not hold up publishing; it is retried.
+        self._reclaim_wait = reclaim_wait
         self._connect_options: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "application_name": application_name,
@@ -549,15 +553,20 @@ class PostgresPublisher:
             if model_id not in alive or alive[model_id] == (site, "failed")
         ]
         dropped = []
-        for model_id in doomed:
-            name, pending = by_id[model_id]
-            table = sql.Identifier(name)
-            mode = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
-            conn.execute(
-                sql.SQL("ALTER TABLE recommendation DETACH PARTITION {} {}").format(table, mode)
-            )
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-            dropped.append(name)
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._reclaim_wait}s",))
+        try:
+            for model_id in doomed:
+                name, pending = by_id[model_id]
+                table = sql.Identifier(name)
+                mode = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
+                conn.execute(
+                    sql.SQL("ALTER TABLE recommendation DETACH PARTITION {} {}").format(table, mode)
+                )
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                dropped.append(name)
+        finally:
+            if not conn.broken:
+                conn.execute("RESET lock_timeout")
         return dropped
 
     def _reclaim_partitions_quietly(
