@@ -24,6 +24,7 @@ from recs_pipeline.adapters.sources.base import iter_line_batches, open_decompre
 from recs_pipeline.core.engagement import daily_engagement
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.synthetic import GeneratorConfig, generate
+from recs_pipeline_tests.servers import Bucket
 
 NOW = pd.Timestamp("2026-12-01", tz="UTC")
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -470,3 +471,26 @@ def test_the_real_globo_files_load_by_configuration() -> None:
     result = dict(source.read_days([dt.date(2017, 10, 1)], now=NOW))[dt.date(2017, 10, 1)]
     assert len(result.events) > 1000
     assert result.quarantined_by_reason == {}
+
+
+def test_sources_read_landing_files_from_s3(s3_bucket: Bucket) -> None:
+    """``location: s3://...`` through moto's S3 server: listing, streaming gzip, GA4 Parquet."""
+    client = s3_bucket.endpoint.client()
+    body = gzip.compress(b"\n".join([snowplow_line("a"), b"{broken", snowplow_line("b")]))
+    client.put_object(  # type: ignore[attr-defined]
+        Bucket=s3_bucket.name, Key="enriched/2026/11/10/15/part-0.json.gz", Body=body
+    )
+    snowplow = site({"format": "snowplow", "location": f"s3://{s3_bucket.name}/enriched"})
+    source = event_source(snowplow)
+    assert [f.path.rsplit("/", 1)[-1] for f in source.list_files()] == ["part-0.json.gz"]
+    result = read_all(snowplow, [dt.date(2026, 11, 10)])[dt.date(2026, 11, 10)]
+    assert sorted(result.events["event_id"]) == ["a", "b"]  # type: ignore[attr-defined]
+    assert result.quarantined_by_reason == {"invalid_json": 1}  # type: ignore[attr-defined]
+
+
+def test_landing_file_paths_stay_stable_for_the_sensor(tmp_path: Path) -> None:
+    write_hour(tmp_path, [snowplow_line("a")])
+    config = site({"format": "snowplow", "location": str(tmp_path)})
+    files = event_source(config).list_files()
+    assert len(files) == 1 and files[0].path.startswith(tmp_path.as_posix())
+    assert event_source(config).days_of(files[0]) == {dt.date(2026, 11, 10)}
