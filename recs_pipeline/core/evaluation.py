@@ -1,0 +1,155 @@
+"""The two protocols of evaluation.md, for any set of methods, in one pass over the clicks.
+
+- **next-day:** for a day D, lists are computed from every click before D's start (site time zone)
+  and scored on the articles each reader clicked during D that they had not clicked before.
+- **2-hour:** lists are recomputed at every 2-hour boundary of D from everything before it and
+  scored on the following 2 hours; means are weighted by the test readers of each slot.
+
+Test readers have a click in the scored period and one before it; a reader whose clicks in the
+period were all re-reads has nothing to predict and is dropped. Metrics are
+:func:`recs_pipeline.core.metrics.ranking_metrics` at K = 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from recs_pipeline.core.baselines import Lists
+from recs_pipeline.core.candidates import ClickHistory
+from recs_pipeline.core.metrics import ranking_metrics
+from recs_pipeline.core.timeframe import day_bounds
+
+__all__ = [
+    "METRICS",
+    "PROTOCOLS",
+    "Method",
+    "evaluate_day",
+    "slot_truth",
+    "summarise",
+]
+
+PROTOCOLS = ("next_day", "two_hour")
+METRICS = ("hit_rate", "recall", "ndcg", "mrr", "coverage")
+
+#: A method: (moment, requested user codes) -> top-k lists for those users.
+Method = Callable[[pd.Timestamp, np.ndarray], Lists]
+
+RESULT_COLUMNS = ("protocol", "day", "slot", "method", "users", *METRICS)
+
+
+def slot_truth(
+    history: ClickHistory, start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[np.ndarray, dict[str, set[str]]]:
+    """Test readers (codes) and their truth for clicks in ``[start, end)``."""
+    cut = history.cut(start)
+    period = history.span(start, end)
+    users = history.user_code[period]
+    articles = history.article_code[period]
+    known_before = np.zeros(len(history.users), dtype=bool)
+    known_before[history.user_code[:cut]] = True
+    n_articles = len(history.articles)
+    keys = np.unique(users * n_articles + articles)
+    keys = keys[known_before[keys // n_articles]]
+    keys = keys[~history.seen_mask(keys, cut)]
+    truth_users = keys // n_articles
+    truth: dict[str, set[str]] = {}
+    ids = history.users.to_numpy()
+    article_ids = history.articles.to_numpy()
+    for code, article in zip(truth_users.tolist(), (keys % n_articles).tolist(), strict=True):
+        truth.setdefault(str(ids[code]), set()).add(str(article_ids[article]))
+    return np.unique(truth_users), truth
+
+
+def _score(
+    history: ClickHistory,
+    methods: Mapping[str, Method],
+    moment: pd.Timestamp,
+    end: pd.Timestamp,
+    k: int,
+) -> list[dict[str, object]]:
+    users, truth = slot_truth(history, moment, end)
+    rows: list[dict[str, object]] = []
+    if not len(users):
+        return rows
+    user_ids = history.users.to_numpy()[users]
+    for name, method in methods.items():
+        lists = method(moment, users)
+        recommended = lists.as_dict(user_ids, history.articles)
+        metrics = ranking_metrics(recommended, truth, k=k)
+        row: dict[str, object] = {"method": name, **asdict(metrics)}
+        rows.append(row)
+    return rows
+
+
+def evaluate_day(
+    history: ClickHistory,
+    day: str,
+    tz: ZoneInfo,
+    methods: Mapping[str, Method] | Callable[[pd.Timestamp], Mapping[str, Method]],
+    k: int = 10,
+    protocols: tuple[str, ...] = PROTOCOLS,
+    until: pd.Timestamp | None = None,
+    slot_hours: int = 2,
+) -> pd.DataFrame:
+    """Per-slot metrics of every method for one day (``slot`` is the slot's start, UTC).
+
+    ``methods`` may be a function of the day's start that builds them (e.g. a model trained as of
+    that moment). ``until`` stops at a moment inside the day: only slots (and a next-day score)
+    that ended by then are scored, so a running day is evaluated on what it has seen.
+    """
+    start, end = day_bounds(day, tz)
+    built = methods(start) if callable(methods) else methods
+    limit = end if until is None else min(end, pd.Timestamp(until))
+    rows: list[dict[str, object]] = []
+    if "next_day" in protocols and limit >= end:
+        for row in _score(history, built, start, end, k):
+            rows.append({"protocol": "next_day", "day": day, "slot": start, **row})
+    if "two_hour" in protocols:
+        boundary = start
+        while boundary < end:
+            slot_end = min(boundary + pd.Timedelta(hours=slot_hours), end)
+            if slot_end > limit:
+                break
+            for row in _score(history, built, boundary, slot_end, k):
+                rows.append({"protocol": "two_hour", "day": day, "slot": boundary, **row})
+            boundary = slot_end
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    return frame
+
+
+def summarise(results: pd.DataFrame, by: tuple[str, ...] = ("protocol", "method")) -> pd.DataFrame:
+    """Means weighted by test readers per slot (the 2-hour protocol's rule).
+
+    For the next-day protocol over several days this is the mean weighted by each day's readers;
+    ``summarise_days`` gives the plain mean of days that evaluation.md quotes.
+    """
+    if results.empty:
+        return pd.DataFrame(columns=[*by, "users", *METRICS])
+    weighted = results.assign(**{m: results[m] * results["users"] for m in METRICS})
+    grouped = weighted.groupby(list(by), sort=True)[["users", *METRICS]].sum()
+    for metric in METRICS:
+        grouped[metric] = grouped[metric] / grouped["users"]
+    return grouped.reset_index()
+
+
+def summarise_days(results: pd.DataFrame) -> pd.DataFrame:
+    """Per protocol and method: each day's (reader-weighted) means, then the mean over days."""
+    if results.empty:
+        return pd.DataFrame(columns=["protocol", "method", "users", *METRICS])
+    daily = summarise(results, by=("protocol", "method", "day"))
+    means = daily.groupby(["protocol", "method"], sort=True)[list(METRICS)].mean()
+    means.insert(0, "users", daily.groupby(["protocol", "method"], sort=True)["users"].sum())
+    return means.reset_index()
+
+
+def best_baseline(summary: pd.DataFrame, protocol: str, baselines: tuple[str, ...]) -> pd.Series:
+    """The row of the baseline with the highest NDCG in a protocol."""
+    rows = summary.loc[(summary["protocol"] == protocol) & summary["method"].isin(baselines)]
+    if rows.empty:
+        raise ValueError(f"no baseline scored in the {protocol} protocol")
+    return rows.sort_values(["ndcg", "method"], ascending=[False, True]).iloc[0]
