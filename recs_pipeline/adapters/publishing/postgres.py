@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from recs_pipeline.adapters.publishing.base import (
@@ -416,7 +417,9 @@ class PostgresPublisher:
                 sql.SQL(
                     "COPY {} (model_id, source_entity_id, rank, recommended_article_id, score) "
                     "FROM STDIN (FORMAT BINARY)"
-                ).format(table)
+                ).format(table),
+                # Sending happens in a worker thread while the next block is encoded.
+                writer=QueuedLibpqWriter(cur),
             ) as copy:
                 for block in recommendation_copy_data(model_id, rows):
                     copy.write(block)
