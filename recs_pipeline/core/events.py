@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from recs_pipeline.core import schemas
 from recs_pipeline.core.timeframe import day_bounds
@@ -179,6 +180,35 @@ def _empty_raw() -> pd.DataFrame:
     return frame
 
 
+#: Columns with few distinct values per file (and the day): held as categoricals, so a day of
+#: ten million events keeps each user id and page once, not once per event.
+COMPACT_COLUMNS = ("user_id", "event_name", "path", "referrer", "user_agent", "article_id")
+
+
+def compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its repetitive string columns as categoricals (in place; also returned)."""
+    for name in COMPACT_COLUMNS:
+        if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype("string").astype("category")
+    return frame
+
+
+def concat_events(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of the same columns stacked; categoricals unioned (``pd.concat`` would turn
+    categoricals with different categories into Python objects)."""
+    parts = [compact(part) for part in parts]
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    columns: dict[str, object] = {}
+    for name in parts[0].columns:
+        pieces = [part[name] for part in parts]
+        if isinstance(pieces[0].dtype, pd.CategoricalDtype):
+            columns[name] = union_categoricals([piece.array for piece in pieces])
+        else:
+            columns[name] = pd.concat(pieces, ignore_index=True)
+    return pd.DataFrame(columns)
+
+
 def _combine(
     parts: list[ParsedLines], source_file: str, hour: pd.Timestamp | None = None
 ) -> ParsedLines:
@@ -186,7 +216,7 @@ def _combine(
     quarantine = [p.quarantine for p in parts if not p.quarantine.empty]
     return ParsedLines(
         source_file,
-        pd.concat(events, ignore_index=True) if events else _empty_raw(),
+        concat_events(events) if events else compact(_empty_raw()),
         pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
         sum(p.lines for p in parts),
         hour,
@@ -633,7 +663,7 @@ def events_from_table(
     good["event_id"] = good["event_id"].fillna(good["user_id"] + "|" + target + "|" + millis)
     parsed = ParsedLines(
         source_file,
-        good.reset_index(drop=True)[[*_RAW_COLUMNS, "article_id", "line_no"]],
+        compact(good.reset_index(drop=True)[[*_RAW_COLUMNS, "article_id", "line_no"]]),
         quarantine_frame(rows),
         n,
     )
@@ -678,6 +708,7 @@ def assemble_day(
     start, end = day_bounds(day, tz)
     latest_plausible = (pd.Timestamp.now(tz="UTC") if now is None else now) + pd.Timedelta(days=1)
     kept: list[pd.DataFrame] = []
+    file_names: list[str] = []
     quarantined: list[pd.DataFrame] = []
     lines_read = other_days = ignored = 0
     for parsed in files:
@@ -705,25 +736,29 @@ def assemble_day(
         if owns:
             other_days += int((~misplaced & ~in_day).sum())
         if in_day.any():
-            kept.append(events.loc[in_day].assign(source_file=parsed.source_file))
+            part = events if bool(in_day.all()) else events.loc[in_day]
+            part["file_index"] = np.int32(len(file_names))  # a cached frame may get it: harmless
+            kept.append(part)
+            file_names.append(parsed.source_file)
+        del events, parsed  # a drained list frees each file's frame once it is copied
 
-    events = pd.concat(kept, ignore_index=True) if kept else _empty_raw().assign(source_file="")
+    events = concat_events(kept) if kept else compact(_empty_raw().assign(file_index=0))
     del kept
     # Deterministic order first, so "keep the first copy" means the same copy on every re-run.
-    events = events.sort_values(["ts", "event_id", "line_no"], kind="stable")
-    before = len(events)
-    events = events.drop_duplicates("event_id", keep="first")
-    duplicates = before - len(events)
+    events = events.sort_values(["ts", "event_id", "line_no"], kind="stable", ignore_index=True)
+    duplicate = events["event_id"].duplicated(keep="first").to_numpy()
+    duplicates = int(duplicate.sum())
 
     bad_rows: list[pd.DataFrame] = []
-    agent = events["user_agent"].astype("string")
-    is_bot = agent.str.contains(rules.bot, regex=True).fillna(False)
-    unknown = ~events["event_name"].isin(KNOWN_EVENTS) & ~is_bot
+    agent = events["user_agent"]
+    is_bot = (agent.str.contains(rules.bot, regex=True).fillna(False).to_numpy()) & ~duplicate
+    unknown = ~events["event_name"].isin(KNOWN_EVENTS).to_numpy() & ~is_bot & ~duplicate
     to_quarantine = [("bot", is_bot)]
     if rules.quarantine_unknown_events:
         to_quarantine.append(("unknown_event", unknown))
     else:
         ignored += int(unknown.sum())
+    names = np.array(file_names or [""], dtype=object)
     for reason, mask in to_quarantine:
         if mask.any():
             rows = events.loc[mask]
@@ -731,24 +766,28 @@ def assemble_day(
                 pd.DataFrame(
                     {
                         "reason": reason,
-                        "source_file": rows["source_file"].astype("str"),
+                        "source_file": names[rows["file_index"].to_numpy()].astype(str),
                         "line_no": rows["line_no"].astype("int64"),
                         "raw": _rows_as_text(rows[list(_RAW_COLUMNS)]),
                     }
                 )
             )
-    events = events.loc[~is_bot & ~unknown]
-
-    pages = classify(events["path"], rules.pages, events.get("article_id"))
+    candidate = ~duplicate & ~is_bot & ~unknown
+    given = events["article_id"][candidate] if "article_id" in events else None
+    pages = classify(events["path"][candidate], rules.pages, given)
     non_article = pages.article_id.isna()
     non_article_by_reason = dict(Counter(pages.reason[non_article].fillna("no_article_id")))
-    events = events.assign(article_id=pages.article_id, path=pages.path).loc[~non_article]
+    keep = pages.path.index[~non_article.to_numpy()]
+    events = events.loc[keep, [name for name in schemas.EVENT_COLUMNS if name in events]]
+    events["article_id"] = pages.article_id[keep]
+    events["path"] = pages.path[keep]
 
     parts = [frame for frame in (*quarantined, *bad_rows) if not frame.empty]
     quarantine = pd.concat(parts, ignore_index=True) if parts else quarantine_frame([])
     quarantine = quarantine.sort_values(["source_file", "line_no", "reason"], kind="stable")
     quarantine.insert(0, schemas.DATE, day.isoformat())
-    out = events.assign(date=day.isoformat())[list(schemas.EVENT_COLUMNS)]
+    events[schemas.DATE] = day.isoformat()
+    out = events[list(schemas.EVENT_COLUMNS)]
     return DayEvents(
         events=out.reset_index(drop=True).astype(
             {name: "string" for name in schemas.EVENT_COLUMNS if name not in ("ts", "engaged_ms")}

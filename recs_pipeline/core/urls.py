@@ -132,26 +132,31 @@ def classify(
     ``given_ids`` (a source that names articles itself, like a click log) wins over the path:
     such a row is an article whatever its path says, and a row with neither is ``no_article_id``.
     """
-    urls = urls.astype("string")
-    distinct = urls.dropna().unique()
+    if isinstance(urls.dtype, pd.CategoricalDtype):
+        codes, uniques = urls.cat.codes.to_numpy(), urls.cat.categories
+        missing = codes < 0
+    else:
+        urls = urls.astype("string")
+        codes, uniques = pd.factorize(urls)
+        missing = urls.isna().to_numpy()
     table: dict[str, tuple[str | None, str | None, str | None]] = {}
-    for url in distinct:
+    for url in uniques:
         path, reason = rules.canonical(str(url))
         article = None
         if path is not None:
             article, reason = rules.classify_path(path)
         table[str(url)] = (path, article, reason)
-    codes, uniques = pd.factorize(urls)
     values = [table[str(u)] for u in uniques]
     index = urls.index
 
     def column(position: int) -> pd.Series:
-        lookup = pd.array([v[position] for v in values] + [None], dtype="string")
-        return pd.Series(lookup[codes], index=index, dtype="string")  # -1 (missing) -> None
+        # Categorical: one string per distinct value, however many events (-1 -> missing).
+        lookup = pd.Categorical([v[position] for v in values] + [None])
+        return pd.Series(lookup.take(codes), index=index)
 
     paths, articles, reasons = column(0), column(1), column(2)
-    reasons = reasons.mask(urls.isna(), NO_ARTICLE_ID)
+    reasons = reasons.astype("string").mask(missing, NO_ARTICLE_ID)
     if given_ids is not None:
-        articles = given_ids.astype("string").fillna(articles)
-        reasons = reasons.where(articles.isna())
+        articles = given_ids.astype("string").fillna(articles.astype("string"))
+        reasons = reasons.astype("string").where(articles.isna())
     return ClassifiedPages(path=paths, article_id=articles, reason=reasons)

@@ -13,7 +13,7 @@ import fnmatch
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -23,6 +23,8 @@ import pyarrow.fs as pafs
 from recs_pipeline.adapters.filesystems import resolve
 from recs_pipeline.core.events import BATCH_LINES, DayEvents, EventRules, Pseudonymiser
 from recs_pipeline.core.site import EventSourceConfig
+
+T = TypeVar("T")
 
 #: Bytes read from a stream at once.
 CHUNK_BYTES = 4 << 20
@@ -121,6 +123,13 @@ class FileSource:
     def line_batches(self, path: str) -> Iterator[list[bytes]]:
         with self.open(path) as stream:
             yield from iter_line_batches(stream)
+
+
+def drain(items: list[T]) -> Iterator[T]:
+    """Hand items over one by one, dropping the list's reference to each (frees big frames)."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def matches(relative: str, glob: str) -> bool:

@@ -18,6 +18,7 @@ from recs_pipeline.core.events import (
     QUARANTINE_RAW_CHARS,
     ParsedLines,
     QuarantineRow,
+    concat_events,
     events_from_table,
     quarantine_frame,
 )
@@ -150,7 +151,7 @@ class CsvEvents(TableFileSource):
             quarantine.append(quarantine_frame(invalid))
         return ParsedLines(
             name,
-            pd.concat(events, ignore_index=True) if events else _no_events(),
+            concat_events(events) if events else _no_events(),
             pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
             sum(p.lines for p in parts) + len(invalid),
         )

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from recs_pipeline.adapters.sources.base import (
     FileSource,
     LandingFile,
+    drain,
     pseudonymiser_of,
     rules_of,
 )
@@ -33,6 +34,7 @@ from recs_pipeline.core.events import (
     DayEvents,
     ParsedLines,
     assemble_day,
+    concat_events,
     ga4_events,
     parse_ga4_lines,
     quarantine_frame,
@@ -126,9 +128,7 @@ class Ga4Events(FileSource):
         quarantine = [p.quarantine for p in parts if not p.quarantine.empty]
         return ParsedLines(
             name,
-            pd.concat(events, ignore_index=True)
-            if events
-            else ga4_events(_empty_rows(), name).events,
+            concat_events(events) if events else ga4_events(_empty_rows(), name).events,
             pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
             sum(p.lines for p in parts),
             ignored=sum(p.ignored for p in parts),
@@ -139,9 +139,7 @@ class Ga4Events(FileSource):
     ) -> Iterator[tuple[dt.date, DayEvents]]:
         for day in sorted(days):
             parsed = [self.parse_file(file, day) for file in self.files_for_day(day)]
-            result = assemble_day(parsed, day, self.tz, self.rules, now=now)
-            del parsed
-            yield day, result
+            yield day, assemble_day(drain(parsed), day, self.tz, self.rules, now=now)
 
 
 def _empty_rows() -> pd.DataFrame:

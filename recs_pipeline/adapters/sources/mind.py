@@ -24,6 +24,7 @@ from recs_pipeline.core.events import (
     QUARANTINE_RAW_CHARS,
     ParsedLines,
     QuarantineRow,
+    concat_events,
     events_from_table,
     parse_timestamps,
     quarantine_frame,
@@ -98,7 +99,7 @@ class MindBehaviors(TableFileSource):
         ).events
         return ParsedLines(
             name,
-            pd.concat(events, ignore_index=True) if events else empty,
+            concat_events(events) if events else empty,
             quarantine,
             rows + len(invalid),
         )

@@ -12,6 +12,7 @@ import pandas as pd
 from recs_pipeline.adapters.sources.base import (
     FileSource,
     LandingFile,
+    drain,
     pseudonymiser_of,
     rules_of,
 )
@@ -84,19 +85,16 @@ class SnowplowEvents(FileSource):
     def read_days(
         self, days: Sequence[dt.date], now: pd.Timestamp | None = None
     ) -> Iterator[tuple[dt.date, DayEvents]]:
+        """Days in order; a file that the next day also needs is parsed once and kept."""
+        wanted = sorted(days)
         cache: dict[str, ParsedLines] = {}
-        for day in sorted(days):
+        for position, day in enumerate(wanted):
+            upcoming = wanted[position + 1] if position + 1 < len(wanted) else None
+            keep = {f.path for f in self.files_for_day(upcoming)} if upcoming else set()
             parsed = []
             for file in self.files_for_day(day):
-                if file.path not in cache:
-                    cache[file.path] = self.parse_file(file)
-                parsed.append(cache[file.path])
-            result = assemble_day(parsed, day, self.tz, self.rules, now=now)
-            del parsed
-            # Files of earlier days are not needed again (days are processed in order).
-            horizon = day_bounds(day, self.tz)[1] - pd.Timedelta(hours=3)
-            for path in [
-                p for p, item in cache.items() if item.hour is not None and item.hour < horizon
-            ]:
-                del cache[path]
-            yield day, result
+                item = cache.pop(file.path, None) or self.parse_file(file)
+                if file.path in keep:
+                    cache[file.path] = item
+                parsed.append(item)
+            yield day, assemble_day(drain(parsed), day, self.tz, self.rules, now=now)
