@@ -10,8 +10,10 @@ import dagster as dg
 
 from recs_pipeline import settings
 from recs_pipeline.adapters.publishing import is_postgres_url
+from recs_pipeline.assets.checks import build_gate_checks
 from recs_pipeline.assets.ingestion import build_ingestion_assets
 from recs_pipeline.assets.models import build_model_assets
+from recs_pipeline.assets.ranking import build_ranking_assets
 from recs_pipeline.assets.serving import build_serving_assets
 from recs_pipeline.automation import build_automation
 from recs_pipeline.core.site import SiteConfig, load_sites
@@ -28,6 +30,7 @@ def site_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     return [
         *build_ingestion_assets(site),
         *build_model_assets(site),
+        *build_ranking_assets(site),
         *build_serving_assets(site),
     ]
 
@@ -52,17 +55,20 @@ def build_definitions(
         else LakeIOManager(url=lake)
     )
     assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     for site in sites:
         assets.extend(site_assets(site))
+        checks.extend(build_gate_checks(site))
         automation = build_automation(site)
         jobs.extend(automation.jobs)
         schedules.extend(automation.schedules)
         sensors.extend(automation.sensors)
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,

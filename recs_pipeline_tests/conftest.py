@@ -89,6 +89,18 @@ def site_config(name: str, landing: Path, **overrides: object) -> SiteConfig:
         "models": {
             "als": {"factors": 16, "iterations": 10},
             "popular": {"half_life_hours": 24, "window_days": 3},
+            # A small ranker, so the whole graph stays quick; the gate's NDCG margin is relaxed
+            # here (the synthetic site is popularity-driven) and forced in the gate's own tests.
+            "ranker": {
+                "history_days": 2,
+                "training_slots": 4,
+                "validation_slots": 2,
+                "max_users_per_slot": 120,
+                "n_estimators": 20,
+                "min_child_samples": 10,
+            },
+            "gate": {"min_lift": -0.5, "min_coverage": 0.05},
+            "evaluation": {"lookback_days": 2},
         },
         "publish": {"keep_versions": 2},
     }

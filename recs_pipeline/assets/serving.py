@@ -16,9 +16,9 @@ from recs_pipeline.assets.common import (
     trailing_window,
 )
 from recs_pipeline.assets.models import als_params, load_als
+from recs_pipeline.assets.ranking import article_sections, load_day_ranker, page_views
 from recs_pipeline.core import schemas
-from recs_pipeline.core.matrix import build_matrix
-from recs_pipeline.core.recommend import popular_only_recommendations, user_recommendations
+from recs_pipeline.core.serving import ServingInputs, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
@@ -35,6 +35,8 @@ def read_articles_recommended(recommendations: pd.DataFrame, interactions: pd.Da
 
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
+    ranker = site.models.ranker
+
     @site_asset(
         site,
         "user_recommendations",
@@ -45,34 +47,56 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 partition_mapping=trailing_window(site.engagement.window_days),
             ),
             "popular_articles": dg.AssetIn(key(site, "popular_articles")),
+            "similar_articles": dg.AssetIn(key(site, "similar_articles")),
+            "raw_events": dg.AssetIn(
+                key(site, "raw_events"),
+                partition_mapping=trailing_window(ranker.history_days + 1),
+            ),
         },
-        deps=[key(site, "als_model")],
+        deps=[key(site, "als_model"), key(site, "ranker_model"), key(site, "pages")],
     )
     def user_recommendations_asset(
         context: dg.AssetExecutionContext,
         interactions: pd.DataFrame,
         engagement: pd.DataFrame,
         popular_articles: pd.DataFrame,
+        similar_articles: pd.DataFrame,
+        raw_events: pd.DataFrame,
         lake: LakeResource,
+        clock: Clock,
     ) -> pd.DataFrame:
-        """Top-N articles per reader of the window: ALS scores, filled with popular articles.
+        """Top-N articles per reader of the window: the LightGBM ranker, or the ALS/popular path.
 
-        Every reader seen in the window gets a list (light readers below the model's thresholds
-        get popular articles), and nothing the reader already opened in the window is
+        Readers active in the last hours are ranked by the day's ranker (``ranker_model``) over
+        their candidates; the others, and everyone when the ranker is missing or switched off
+        (``models.ranker.enabled``), get ALS scores filled with popular articles. Every reader seen
+        in the window gets a list, and nothing the reader already opened in the window is
         recommended, whether or not it counted as a read for the model.
         """
         per_user = site.models.per_user
+        started = run_started(context)
         frames = []
         for day in run_days(context):
             seen = _seen_in_window(engagement, day, site.engagement.window_days)
             popular = of_days(popular_articles, [day])
             if seen.empty:
                 continue
-            model = load_als(lake, site, day)
-            if model is None:
-                recs = popular_only_recommendations(seen, popular, per_user)
-            else:
-                recs = user_recommendations(model, build_matrix(seen), popular, n=per_user)
+            as_of = clock.as_of_for(day, site.tz, started)
+            model = load_day_ranker(lake.lake(), site, day) if ranker.enabled else None
+            inputs = ServingInputs(
+                moment=as_of,
+                tz=site.tz,
+                clicks=page_views(of_days(raw_events, window_days(day, ranker.history_days + 1))),
+                seen=seen,
+                popular=popular,
+                als=load_als(lake, site, day),
+                similar=of_days(similar_articles, [day]),
+                ranker=model,
+                categories=article_sections(
+                    lake.lake(), site, window_days(day, ranker.history_days + 1)
+                ),
+            )
+            recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
             frames.append(recs.assign(date=day))
         frame = concat_days(frames, schemas.USER_RECOMMENDATION_COLUMNS)
         already_read = read_articles_recommended(
@@ -84,6 +108,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         articles_in_recs = int(frame["article_id"].nunique()) if len(frame) else 0
         catalogue = int(interactions["article_id"].nunique()) if len(interactions) else 0
         from_als = float((frame["source"] == "als").mean()) if len(frame) else 0.0
+        from_ranker = float((frame["source"] == "ranker").mean()) if len(frame) else 0.0
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
@@ -93,6 +118,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     articles_in_recs / catalogue if catalogue else 0.0
                 ),
                 "share_from_als": dg.MetadataValue.float(from_als),
+                "share_from_ranker": dg.MetadataValue.float(from_ranker),
                 "sample": markdown_table(frame.sort_values(["user_id", "rank"]), rows=20),
             }
         )

@@ -42,6 +42,8 @@ class ServingInputs:
     als: AlsModel | None = None
     similar: pd.DataFrame | None = None
     ranker: RankerModel | None = None
+    #: Article -> section, for the category-affinity feature (None: pages have no sections).
+    categories: pd.Series | None = None
 
 
 def recommendations_as_of(
@@ -76,6 +78,7 @@ def recommendations_as_of(
                 similar=similar_matrix(history, inputs.similar)
                 if inputs.similar is not None
                 else None,
+                categories=inputs.categories,
             )
             extra = int(seen.groupby("user_id").size().max()) if len(seen) else 0
             ranked = recommend(inputs.ranker, context, inputs.moment, active, n + min(extra, 30))

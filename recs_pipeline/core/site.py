@@ -203,10 +203,60 @@ class SimilarConfig(_Strict):
     top_k: int = Field(default=10, gt=0)
 
 
+class RankerConfig(_Strict):
+    """LightGBM LambdaRank over the candidates (``core/ranker.py``); off = the ALS/popular path."""
+
+    enabled: bool = True
+    #: Clicks before the as-of moment that candidates, features and training anchors read.
+    history_days: int = Field(default=3, gt=0, le=28)
+    #: Labels are the clicks of this many hours after an anchor (the refresh period).
+    label_hours: float = Field(default=2.0, gt=0)
+    training_slots: int = Field(default=12, gt=0)
+    validation_slots: int = Field(default=3, gt=0)
+    max_users_per_slot: int = Field(default=800, gt=0)
+    n_estimators: int = Field(default=100, gt=0)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, gt=1)
+    min_child_samples: int = Field(default=50, gt=0)
+    #: Only readers with a click in this many hours are ranked; older readers get the fallback.
+    active_hours: float = Field(default=48.0, gt=0)
+    #: Candidates per generator.
+    pop_hour_n: int = Field(default=50, ge=0)
+    pop_day_n: int = Field(default=20, ge=0)
+    fresh_n: int = Field(default=20, ge=0)
+    covisit_n: int = Field(default=30, ge=0)
+    similar_n: int = Field(default=20, ge=0)
+    als_n: int = Field(default=20, ge=0)
+
+
+class GateConfig(_Strict):
+    """Blocking checks before ``published_recommendations`` (``assets/checks.py``)."""
+
+    #: The ranker's validation NDCG@10 must be >= best baseline's x (1 + min_lift).
+    min_lift: float = Field(default=0.05, ge=-1.0)
+    #: Distinct recommended articles (top 10 of validation readers) / distinct articles read.
+    min_coverage: float = Field(default=0.2, ge=0.0)
+    #: Readers with a list / readers in the window.
+    min_user_share: float = Field(default=0.9, ge=0.0, le=1.0)
+    min_users: int = Field(default=1, ge=0)
+
+
+class EvaluationConfig(_Strict):
+    """The ``recommendation_evaluation`` asset (evaluation.md): baselines and their settings."""
+
+    k: int = Field(default=10, gt=0)
+    pop_decay_half_life_hours: float = Field(default=1.0, gt=0)
+    #: Clicks that pop_decay and covisit read (7 days in evaluation.md).
+    lookback_days: int = Field(default=7, gt=0)
+
+
 class ModelsConfig(_Strict):
     als: AlsConfig = AlsConfig()
     popular: PopularConfig = PopularConfig()
     similar: SimilarConfig = SimilarConfig()
+    ranker: RankerConfig = RankerConfig()
+    gate: GateConfig = GateConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     #: Recommendations stored per user.
     per_user: int = Field(default=20, gt=0)
 

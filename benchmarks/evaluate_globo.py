@@ -1,0 +1,236 @@
+"""The evaluation.md table on the Globo.com clicks: the ranker against the four baselines.
+
+    python benchmarks/evaluate_globo.py            # tuning days 2017-10-08..10, both protocols
+
+Reads ``$RECS_GLOBO_DIR`` (default ``../shared/data/globo/clicks``) through the project's CSV
+event source (``sites/globo.yaml``), then for every evaluation day D: trains ALS on the 14 days
+before D's start (the ``als`` baseline and the ranker's ALS candidates), trains the LightGBM
+ranker as of D's start (2-hour label windows of the previous day; the ALS features it trains on
+come from the model of the day before, so they never saw the labels), and scores the ranker and
+the baselines with both protocols in the same pass (``core/evaluation.py``). Prints a Markdown
+table of means over the days (each day reader-weighted over its slots), with the time and peak
+memory of training and scoring. Exits with 2 and says so when the data is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recs_pipeline.adapters.sources import event_source
+from recs_pipeline.assets.models import als_params
+from recs_pipeline.assets.ranking import baseline_params, page_views, ranker_params
+from recs_pipeline.core.als import AlsModel
+from recs_pipeline.core.baselines import Lists, click_als
+from recs_pipeline.core.candidates import ClickHistory, similar_matrix
+from recs_pipeline.core.evaluation import METRICS, evaluate_day, summarise_days
+from recs_pipeline.core.ranker import RankingContext, evaluation_methods, train_ranker
+from recs_pipeline.core.similarity import similar_articles
+from recs_pipeline.core.site import load_site
+from recs_pipeline.core.timeframe import day_bounds
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = PROJECT.parent / "shared" / "data" / "globo" / "clicks"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def recent_similar(
+    als: AlsModel | None, history: ClickHistory, moment: pd.Timestamp, half_life_days: float
+) -> pd.DataFrame | None:
+    """Similar articles among the articles clicked in the 48 hours before the moment.
+
+    News readers are offered recent articles only; restricting the cosine to them keeps the
+    computation to seconds instead of the whole catalogue squared.
+    """
+    if als is None:
+        return None
+    now = moment.value / 1e9
+    window = history.span(now - 48 * 3600, now)
+    recent = set(history.articles[np.unique(history.article_code[window])])
+    keep = np.array([article in recent for article in als.article_ids], dtype=bool)
+    if keep.sum() < 2:
+        return None
+    sub = AlsModel(
+        user_ids=als.user_ids[:1],
+        article_ids=als.article_ids[keep],
+        user_factors=als.user_factors[:1],
+        item_factors=als.item_factors[keep],
+        params=als.params,
+        training_seconds=0.0,
+    )
+    first_seen = pd.Series(
+        pd.to_datetime(history.first_seen, unit="s", utc=True), index=history.articles
+    )
+    return similar_articles(sub, first_seen, moment, pd.Timedelta(days=half_life_days), top_k=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("RECS_GLOBO_DIR", DEFAULT_DATA)),
+        help="folder of clicks_hour_*.csv.gz (RECS_GLOBO_DIR)",
+    )
+    parser.add_argument("--days", nargs="+", default=["2017-10-08", "2017-10-09", "2017-10-10"])
+    parser.add_argument("--no-ranker", action="store_true", help="baselines only")
+    parser.add_argument("--out", type=Path, default=None, help="also write the per-slot results")
+    args = parser.parse_args()
+
+    data: Path = args.data
+    if not data.is_dir() or not any(data.glob("clicks_hour_*.csv.gz")):
+        print(
+            f"The Globo clicks are not at {data} (clicks_hour_*.csv.gz).\n"
+            "Set RECS_GLOBO_DIR or --data to the folder of the public Globo.com dataset; "
+            "nothing was evaluated.",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ["RECS_GLOBO_DIR"] = str(data)
+    site = load_site(PROJECT / "sites" / "globo.yaml")
+    tz = site.tz
+    last_day = dt.date.fromisoformat(max(args.days))
+
+    began = time.perf_counter()
+    days = [
+        site.start_date + dt.timedelta(days=i) for i in range((last_day - site.start_date).days + 1)
+    ]
+    frames = [result.events for _, result in event_source(site).read_days(days)]
+    clicks = page_views(pd.concat(frames, ignore_index=True))
+    history = ClickHistory.from_events(clicks)
+    load_seconds = time.perf_counter() - began
+    print(
+        f"read {len(history):,} clicks of {len(history.users):,} readers and "
+        f"{len(history.articles):,} articles through the CSV source in {load_seconds:.0f}s",
+        flush=True,
+    )
+
+    als_config = als_params(site)
+    window = site.engagement.window_days
+    params = ranker_params(site)
+    baselines = baseline_params(site)
+    half_life = site.models.similar.half_life_days
+    als_cache: dict[str, AlsModel | None] = {}
+    timings: list[dict[str, float | str]] = []
+
+    def als_as_of(day: str) -> AlsModel | None:
+        if day not in als_cache:
+            start, _ = day_bounds(day, tz)
+            als_cache[day] = click_als(history, start, window, als_config)
+        return als_cache[day]
+
+    results = []
+    for day in sorted(args.days):
+        start, _ = day_bounds(day, tz)
+        previous = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+        t0 = time.perf_counter()
+        als = als_as_of(day)
+        als_seconds = time.perf_counter() - t0
+        context = RankingContext(
+            history,
+            tz,
+            als=als,
+            similar=similar_matrix(history, s)
+            if (s := recent_similar(als, history, start, half_life)) is not None
+            else None,
+        )
+        model = None
+        train_seconds = 0.0
+        if not args.no_ranker:
+            before = als_as_of(previous)
+            train_context = RankingContext(
+                history,
+                tz,
+                als=before,
+                similar=similar_matrix(history, s)
+                if (s := recent_similar(before, history, start, half_life)) is not None
+                else None,
+            )
+            t0 = time.perf_counter()
+            model = train_ranker(train_context, start, params, baselines)
+            train_seconds = time.perf_counter() - t0
+            print(
+                f"{day}: ranker trained in {train_seconds:.0f}s on "
+                f"{model.info['training_rows']:,} rows / {model.info['training_groups']:,} "
+                f"readers; validation NDCG ranker "
+                f"{model.info['validation'].get('ranker', {}).get('ndcg', 0):.3f} vs pop_decay "
+                f"{model.info['validation'].get('pop_decay', {}).get('ndcg', 0):.3f}",
+                flush=True,
+            )
+        methods = evaluation_methods(context, model, baselines, k=site.models.evaluation.k)
+        scoring = {"seconds": 0.0, "readers": 0.0, "calls": 0.0}
+        if "ranker" in methods:
+            rank = methods["ranker"]
+
+            def timed(
+                moment: pd.Timestamp,
+                users: np.ndarray,
+                rank: Any = rank,
+                scoring: dict[str, float] = scoring,
+            ) -> Lists:
+                t = time.perf_counter()
+                lists = rank(moment, users)
+                scoring["seconds"] += time.perf_counter() - t
+                scoring["readers"] += len(users)
+                scoring["calls"] += 1
+                return lists
+
+            methods["ranker"] = timed
+        t0 = time.perf_counter()
+        result = evaluate_day(history, day, tz, methods, k=site.models.evaluation.k)
+        eval_seconds = time.perf_counter() - t0
+        results.append(result)
+        timings.append(
+            {
+                "day": day,
+                "als_training_s": round(als_seconds, 1),
+                "ranker_training_s": round(train_seconds, 1),
+                "ranker_scoring_s": round(scoring["seconds"], 1),
+                "readers_scored": int(scoring["readers"]),
+                "scoring_ms_per_reader": round(
+                    1000 * scoring["seconds"] / max(scoring["readers"], 1), 2
+                ),
+                "evaluation_s": round(eval_seconds, 1),
+                "peak_rss_mb": round(peak_mb()),
+            }
+        )
+        print(f"{day}: evaluated in {eval_seconds:.0f}s", flush=True)
+        print(pd.DataFrame([timings[-1]]).to_markdown(index=False), flush=True)
+
+    frame = pd.concat(results, ignore_index=True)
+    if args.out:
+        frame.assign(slot=frame["slot"].astype(str)).to_parquet(args.out, index=False)
+    summary = summarise_days(frame)
+    for protocol in ("next_day", "two_hour"):
+        table = summary.loc[summary["protocol"] == protocol, ["method", *METRICS]]
+        table = table.sort_values("ndcg", ascending=False)
+        print(f"\n{protocol} (means over {', '.join(sorted(args.days))}):\n")
+        print(table.to_markdown(index=False, floatfmt=".3f"))
+    two_hour = summary.loc[summary["protocol"] == "two_hour"].set_index("method")
+    if "ranker" in two_hour.index:
+        best = two_hour.drop(index="ranker").sort_values("ndcg", ascending=False).iloc[0]
+        ranker = two_hour.loc["ranker"]
+        print(
+            f"\n2-hour NDCG@10: ranker {ranker['ndcg']:.3f} = "
+            f"{ranker['ndcg'] / best['ndcg']:.2f} x best baseline {best.name} "
+            f"{best['ndcg']:.3f}; coverage {ranker['coverage']:.3f} vs {best['coverage']:.3f}"
+        )
+    print("\n" + pd.DataFrame(timings).to_markdown(index=False))
+    print(f"\npeak memory of the whole run: {peak_mb():.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

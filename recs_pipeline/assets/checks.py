@@ -1,0 +1,208 @@
+"""The publishing gate: blocking checks on ``user_recommendations``.
+
+A failed check stops ``published_recommendations`` in the same run, so the versions already
+``current`` in the serving database stay served; the check's result says why. Three checks:
+
+- ``ranker_beats_best_baseline``: the ranker's NDCG@10 on the held-out 2-hour slots of its
+  training run must be at least the best baseline's x (1 + ``models.gate.min_lift``). When the
+  lists come from the fallback (no ranker that day, or the ranker switched off) there is no new
+  model to gate and the check passes, saying so.
+- ``coverage_above_floor``: the served model's validation coverage (distinct recommended articles
+  / distinct articles read, as in evaluation.md) is at least ``models.gate.min_coverage``.
+- ``enough_readers_have_recommendations``: the share of the window's readers with a list is at
+  least ``models.gate.min_user_share`` (and at least ``models.gate.min_users`` readers).
+
+Every check evaluates each day of the run; a range passes only when every day does.
+"""
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.adapters.lake import Lake
+from recs_pipeline.assets.common import daily_partitions, key
+from recs_pipeline.assets.ranking import ranker_info
+from recs_pipeline.core.baselines import BASELINES
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.core.timeframe import window_days
+from recs_pipeline.resources import LakeResource
+
+# Partitioned asset checks are a preview feature of Dagster 1.13; the gate is built on them.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+DayVerdict = tuple[bool, str, dict[str, float]]
+
+
+def _served_by_ranker(lake: Lake, site: SiteConfig, day: str) -> bool | None:
+    """Whether a day's lists came from the ranker; None when the day has no lists."""
+    recs = lake.read_partition(site.name, "user_recommendations", day)
+    if recs is None or recs.empty:
+        return None
+    return bool((recs["source"] == "ranker").any())
+
+
+def ranker_verdict(
+    site: SiteConfig, info: dict[str, Any] | None, ranked: bool | None
+) -> DayVerdict:
+    """Whether the served model beats the best baseline by the margin, and why (pure)."""
+    margin = site.models.gate.min_lift
+    if not ranked:
+        reason = (info or {}).get("reason", "no ranker for this day")
+        return True, f"fallback (ALS/popular) served, no new model to gate: {reason}", {}
+    validation: dict[str, dict[str, float]] = (info or {}).get("validation", {})
+    ranker = validation.get("ranker")
+    baselines = {name: validation[name] for name in BASELINES if name in validation}
+    if not ranker or not baselines or not ranker.get("users"):
+        return False, "the ranker has no validation on held-out readers: cannot show it wins", {}
+    best_name, best = max(baselines.items(), key=lambda item: (item[1]["ndcg"], item[0]))
+    required = best["ndcg"] * (1.0 + margin)
+    numbers = {
+        "ranker_ndcg": float(ranker["ndcg"]),
+        "best_baseline_ndcg": float(best["ndcg"]),
+        "required_ndcg": float(required),
+        "lift": float(ranker["ndcg"]) / best["ndcg"] if best["ndcg"] else float("inf"),
+        "validation_users": float(ranker["users"]),
+    }
+    passed = ranker["ndcg"] >= required
+    verb = "beats" if passed else "does not beat"
+    reason = (
+        f"ranker NDCG@10 {ranker['ndcg']:.4f} {verb} best baseline {best_name} "
+        f"{best['ndcg']:.4f} x (1 + {margin:g}) = {required:.4f} "
+        f"on {int(ranker['users'])} held-out readers"
+    )
+    return bool(passed), reason, numbers
+
+
+def coverage_verdict(
+    site: SiteConfig, info: dict[str, Any] | None, ranked: bool | None
+) -> DayVerdict:
+    floor = site.models.gate.min_coverage
+    validation: dict[str, dict[str, float]] = (info or {}).get("validation", {})
+    method = "ranker" if ranked else "als"
+    metrics = validation.get(method)
+    if not metrics or not metrics.get("users"):
+        if ranked:
+            return False, "the ranker has no validation coverage", {}
+        return True, "fallback served and no validation data: coverage not measured", {}
+    coverage = float(metrics["coverage"])
+    passed = coverage >= floor
+    reason = (
+        f"{method} coverage {coverage:.3f} {'>=' if passed else '<'} floor {floor:g} "
+        f"(distinct recommended / distinct read, held-out 2-hour slots)"
+    )
+    return passed, reason, {"coverage": coverage, "floor": floor}
+
+
+def readers_verdict(site: SiteConfig, recs: pd.DataFrame | None, readers: int) -> DayVerdict:
+    gate = site.models.gate
+    users = 0 if recs is None or recs.empty else int(recs["user_id"].nunique())
+    share = users / readers if readers else 0.0
+    passed = users >= gate.min_users and (readers == 0 or share >= gate.min_user_share)
+    reason = (
+        f"{users} of {readers} readers of the window have a list ({share:.1%}); "
+        f"need >= {gate.min_user_share:.0%} and >= {gate.min_users}"
+    )
+    return passed, reason, {"users": float(users), "readers": float(readers), "share": share}
+
+
+def _combine(
+    context: dg.AssetCheckExecutionContext, verdict: Callable[[str], DayVerdict]
+) -> dg.AssetCheckResult:
+    days = (
+        sorted(context.partition_keys)
+        if context.has_partition_key_range or context.has_partition_key
+        else []
+    )
+    results = {day: verdict(day) for day in days}
+    failed = [day for day, (ok, _, _) in results.items() if not ok]
+    shown = failed[-1] if failed else (days[-1] if days else None)
+    numbers = results[shown][2] if shown else {}
+    lines = "\n".join(
+        f"- {day}: {'pass' if ok else '**FAIL**'}: {reason}"
+        for day, (ok, reason, _) in results.items()
+    )
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=results[shown][1] if shown else "no day to check",
+        metadata={
+            "days_failed": dg.MetadataValue.int(len(failed)),
+            "reason": dg.MetadataValue.text(results[shown][1] if shown else ""),
+            "days": dg.MetadataValue.md(lines or "_none_"),
+            **{name: dg.MetadataValue.float(float(value)) for name, value in numbers.items()},
+        },
+    )
+
+
+def build_gate_checks(site: SiteConfig) -> list[dg.AssetChecksDefinition]:
+    target = key(site, "user_recommendations")
+    partitions = daily_partitions(site)
+
+    @dg.asset_check(
+        asset=target,
+        name="ranker_beats_best_baseline",
+        blocking=True,
+        partitions_def=partitions,
+        additional_deps=[key(site, "ranker_model")],
+        description="The ranker's held-out NDCG@10 beats the best baseline by the site's margin.",
+    )
+    def ranker_beats_best_baseline(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        store = lake.lake()
+        return _combine(
+            context,
+            lambda day: ranker_verdict(
+                site, ranker_info(store, site, day), _served_by_ranker(store, site, day)
+            ),
+        )
+
+    @dg.asset_check(
+        asset=target,
+        name="coverage_above_floor",
+        blocking=True,
+        partitions_def=partitions,
+        additional_deps=[key(site, "ranker_model")],
+        description="The served model's validation coverage is above the site's floor.",
+    )
+    def coverage_above_floor(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        store = lake.lake()
+        return _combine(
+            context,
+            lambda day: coverage_verdict(
+                site, ranker_info(store, site, day), _served_by_ranker(store, site, day)
+            ),
+        )
+
+    @dg.asset_check(
+        asset=target,
+        name="enough_readers_have_recommendations",
+        blocking=True,
+        partitions_def=partitions,
+        description="Enough of the window's readers have a list.",
+    )
+    def enough_readers_have_recommendations(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        store = lake.lake()
+
+        def verdict(day: str) -> DayVerdict:
+            recs = store.read_partition(site.name, "user_recommendations", day)
+            engagement = store.read_partitions(
+                site.name, "engagement", window_days(day, site.engagement.window_days)
+            )
+            readers = (
+                int(engagement["user_id"].nunique())
+                if engagement is not None and len(engagement)
+                else 0
+            )
+            return readers_verdict(site, recs, readers)
+
+        return _combine(context, verdict)
+
+    return [ranker_beats_best_baseline, coverage_above_floor, enough_readers_have_recommendations]

@@ -1,0 +1,397 @@
+"""Ranking: the LightGBM ranker trained as of each day, and the evaluation against the baselines."""
+
+import datetime as dt
+import json
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.adapters.lake import Lake
+from recs_pipeline.assets.common import (
+    concat_days,
+    key,
+    markdown_table,
+    numeric,
+    of_days,
+    run_days,
+    site_asset,
+    trailing_window,
+)
+from recs_pipeline.assets.models import load_als
+from recs_pipeline.core.als import AlsModel, load_model
+from recs_pipeline.core.baselines import BASELINES, BaselineParams
+from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
+from recs_pipeline.core.engagement import daily_engagement
+from recs_pipeline.core.evaluation import METRICS, RESULT_COLUMNS, evaluate_day, summarise
+from recs_pipeline.core.popularity import popular_articles as rank_popular
+from recs_pipeline.core.ranker import (
+    RankerModel,
+    RankerParams,
+    RankingContext,
+    evaluation_methods,
+    load_ranker,
+    save_ranker,
+    train_ranker,
+)
+from recs_pipeline.core.serving import ServingInputs
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
+from recs_pipeline.resources import Clock, LakeResource, run_started
+
+RANKER_FILE = "ranker.txt"
+RANKER_INFO = "ranker.json"
+
+EVALUATION_COLUMNS = ("date", *RESULT_COLUMNS)
+
+
+def ranker_params(site: SiteConfig) -> RankerParams:
+    config = site.models.ranker
+    return RankerParams(
+        label_hours=config.label_hours,
+        training_slots=config.training_slots,
+        validation_slots=config.validation_slots,
+        max_users_per_slot=config.max_users_per_slot,
+        n_estimators=config.n_estimators,
+        learning_rate=config.learning_rate,
+        num_leaves=config.num_leaves,
+        min_child_samples=config.min_child_samples,
+        candidates=CandidateParams(
+            lookback_hours=config.history_days * 24.0,
+            pop_hour_n=config.pop_hour_n,
+            pop_day_n=config.pop_day_n,
+            fresh_n=config.fresh_n,
+            covisit_n=config.covisit_n,
+            similar_n=config.similar_n,
+            als_n=config.als_n,
+        ),
+    )
+
+
+def baseline_params(site: SiteConfig) -> BaselineParams:
+    config = site.models.evaluation
+    return BaselineParams(
+        pop_decay_half_life_hours=config.pop_decay_half_life_hours,
+        lookback_hours=config.lookback_days * 24.0,
+    )
+
+
+def previous_day(day: str) -> str:
+    return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+
+
+def page_views(events: pd.DataFrame) -> pd.DataFrame:
+    """The clicks the ranker and the evaluation read: article page views (user, article, time)."""
+    if events.empty or "ts" not in events.columns:
+        return pd.DataFrame(
+            {"user_id": [], "article_id": [], "ts": pd.Series(dtype="datetime64[ms, UTC]")}
+        )
+    views = events.loc[events["event_name"] == "page_view"] if "event_name" in events else events
+    views = views.loc[views["article_id"].notna(), ["user_id", "article_id", "ts"]]
+    return views.astype({"user_id": str, "article_id": str})
+
+
+def ranker_info(lake: Lake, site: SiteConfig, day: str) -> dict[str, Any] | None:
+    """The ranker's JSON of a day (trained or not, and why); None when never materialised."""
+    data = lake.read_artifact(site.name, "ranker_model", day, RANKER_INFO)
+    return json.loads(data) if data is not None else None
+
+
+def load_day_ranker(lake: Lake, site: SiteConfig, day: str) -> RankerModel | None:
+    """The ranker trained as of ``day``; None when the day has none (too little data)."""
+    info = lake.read_artifact(site.name, "ranker_model", day, RANKER_INFO)
+    text = lake.read_artifact(site.name, "ranker_model", day, RANKER_FILE)
+    if info is None or text is None or not json.loads(info).get("trained", False):
+        return None
+    return load_ranker(text, info)
+
+
+def read_similar(lake: Lake, site: SiteConfig, day: str) -> pd.DataFrame | None:
+    return lake.read_partition(site.name, "similar_articles", day)
+
+
+def article_sections(lake: Lake, site: SiteConfig, days: list[str]) -> pd.Series | None:
+    """Article -> section from the ``pages`` of some days (None when pages have no sections)."""
+    pages = lake.read_partitions(site.name, "pages", days)
+    if pages is None or "section" not in pages.columns or pages["section"].isna().all():
+        return None
+    known = pages.loc[pages["section"].notna(), ["article_id", "section"]]
+    return known.drop_duplicates("article_id", keep="last").set_index("article_id")["section"]
+
+
+def ranking_context(
+    clicks: pd.DataFrame,
+    tz: ZoneInfo,
+    als: AlsModel | None,
+    similar: pd.DataFrame | None,
+    categories: pd.Series | None = None,
+) -> RankingContext:
+    history = ClickHistory.from_events(clicks)
+    return RankingContext(
+        history=history,
+        tz=tz,
+        als=als,
+        similar=similar_matrix(history, similar) if similar is not None else None,
+        categories=categories,
+    )
+
+
+def gate_summary(validation: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Flat numbers of a validation: ``<method>_<metric>`` for the UI's plots."""
+    out: dict[str, float] = {}
+    for method, metrics in sorted(validation.items()):
+        for metric in ("users", *METRICS):
+            if metric in metrics:
+                out[f"validation_{method}_{metric}"] = float(metrics[metric])
+    return out
+
+
+def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
+    config = site.models.ranker
+    evaluation = site.models.evaluation
+
+    @site_asset(
+        site,
+        "ranker_model",
+        ins={
+            "raw_events": dg.AssetIn(
+                key(site, "raw_events"), partition_mapping=trailing_window(config.history_days + 2)
+            )
+        },
+        deps=[key(site, "als_model"), key(site, "similar_articles"), key(site, "pages")],
+        kinds={"lightgbm"},
+        stored=False,
+    )
+    def ranker_model(
+        context: dg.AssetExecutionContext,
+        raw_events: pd.DataFrame,
+        clock: Clock,
+        lake: LakeResource,
+    ) -> dg.MaterializeResult:
+        """LightGBM LambdaRank over the candidates, trained on 2-hour time splits before as-of.
+
+        Candidates and features at each anchor come from the clicks before it; labels are the
+        next 2 hours' clicks. The last anchors are held out and scored against the baselines (the
+        publishing gate's evidence). ALS and similar articles come from the previous day, so the
+        training features never saw the label clicks. Stored as ``ranker.txt`` (LightGBM text)
+        and ``ranker.json`` (parameters, data window, training size, feature importance,
+        validation metrics).
+        """
+        store = lake.lake()
+        params = ranker_params(site)
+        started = run_started(context)
+        last: dict[str, Any] = {}
+        trained = 0
+        for day in run_days(context):
+            as_of = clock.as_of_for(day, site.tz, started)
+            info: dict[str, Any] = {"trained": False, "as_of": as_of.isoformat(), "day": day}
+            if not config.enabled:
+                info["reason"] = "ranker disabled in the site's models.ranker.enabled"
+            else:
+                rows = of_days(raw_events, window_days(day, config.history_days + 2))
+                clicks = page_views(rows)
+                clicks = clicks.loc[clicks["ts"] < as_of]
+                before = previous_day(day)
+                ctx = ranking_context(
+                    clicks,
+                    site.tz,
+                    load_als(lake, site, before),
+                    read_similar(store, site, before),
+                    article_sections(store, site, window_days(day, config.history_days + 2)),
+                )
+                try:
+                    model = train_ranker(ctx, as_of, params, baseline_params(site))
+                except ValueError as error:
+                    info["reason"] = str(error)
+                    context.log.warning(f"{site.name} {day}: no ranker ({error})")
+                else:
+                    text, info_json = save_ranker(model)
+                    store.write_artifact(site.name, "ranker_model", day, RANKER_FILE, text)
+                    info = {**json.loads(info_json), "trained": True, "day": day}
+                    trained += 1
+            store.write_artifact(
+                site.name,
+                "ranker_model",
+                day,
+                RANKER_INFO,
+                json.dumps(info, indent=2, default=str).encode(),
+            )
+            last = info
+        importance = pd.DataFrame(
+            list(last.get("feature_importance", {}).items()), columns=["feature", "gain"]
+        )
+        validation = last.get("validation", {})
+        table = pd.DataFrame(
+            [{"method": name, **metrics} for name, metrics in sorted(validation.items())]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "models_trained": dg.MetadataValue.int(trained),
+                **numeric(
+                    {
+                        key_: last[key_]
+                        for key_ in (
+                            "training_rows",
+                            "training_groups",
+                            "training_positives",
+                            "build_seconds",
+                            "fit_seconds",
+                        )
+                        if key_ in last
+                    }
+                ),
+                **numeric(gate_summary(validation)),
+                "reason": dg.MetadataValue.text(str(last.get("reason", "trained"))),
+                "feature_importance": markdown_table(importance, rows=40),
+                "validation": markdown_table(table, rows=10),
+                "params": dg.MetadataValue.json(params.to_dict()),
+                "data_window": dg.MetadataValue.json(last.get("data_window", {})),
+            }
+        )
+
+    @site_asset(
+        site,
+        "recommendation_evaluation",
+        ins={
+            "raw_events": dg.AssetIn(
+                key(site, "raw_events"),
+                partition_mapping=trailing_window(evaluation.lookback_days + 1),
+            )
+        },
+        deps=[key(site, "ranker_model"), key(site, "als_model"), key(site, "pages")],
+        kinds={"lightgbm", "pandas"},
+    )
+    def recommendation_evaluation(
+        context: dg.AssetExecutionContext,
+        raw_events: pd.DataFrame,
+        clock: Clock,
+        lake: LakeResource,
+    ) -> pd.DataFrame:
+        """Both protocols of evaluation.md on each day: the ranker and the four baselines.
+
+        The day's lists come from models as of its start (the ranker, ALS and similar articles
+        of the previous day); next-day scores need the whole day, 2-hour slots are scored once
+        they have ended (a running day is evaluated on its finished slots).
+        """
+        store = lake.lake()
+        started = run_started(context)
+        frames = []
+        for day in run_days(context):
+            as_of = clock.as_of_for(day, site.tz, started)
+            rows = of_days(raw_events, window_days(day, evaluation.lookback_days + 1))
+            clicks = page_views(rows)
+            clicks = clicks.loc[clicks["ts"] < as_of]
+            before = previous_day(day)
+            ctx = ranking_context(
+                clicks,
+                site.tz,
+                load_als(lake, site, before),
+                read_similar(store, site, before),
+                article_sections(store, site, window_days(day, evaluation.lookback_days + 1)),
+            )
+            model = load_day_ranker(store, site, before)
+            methods = evaluation_methods(ctx, model, baseline_params(site), k=evaluation.k)
+            result = evaluate_day(ctx.history, day, site.tz, methods, k=evaluation.k, until=as_of)
+            frames.append(result.assign(date=day))
+        frame = concat_days(frames, EVALUATION_COLUMNS)
+        if not frame.empty:
+            frame = frame.assign(slot=frame["slot"].astype(str))
+        summary = summarise(frame) if not frame.empty else pd.DataFrame()
+        values: dict[str, float] = {}
+        for row in summary.itertuples(index=False):
+            for metric in ("users", *METRICS):
+                values[f"{row.protocol}_{row.method}_{metric}"] = float(getattr(row, metric))
+        best = {}
+        for protocol in ("next_day", "two_hour"):
+            rows_ = (
+                summary.loc[
+                    (summary["protocol"] == protocol) & summary["method"].isin(list(BASELINES))
+                ]
+                if not summary.empty
+                else summary
+            )
+            if len(rows_):
+                top = rows_.sort_values("ndcg", ascending=False).iloc[0]
+                best[f"{protocol}_best_baseline_ndcg"] = float(top["ndcg"])
+                ranker = summary.loc[
+                    (summary["protocol"] == protocol) & (summary["method"] == "ranker")
+                ]
+                if len(ranker):
+                    best[f"{protocol}_ranker_lift"] = float(ranker["ndcg"].iloc[0]) / max(
+                        float(top["ndcg"]), 1e-12
+                    )
+        context.add_output_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(frame)),
+                **numeric(values),
+                **numeric(best),
+                "table": markdown_table(
+                    summary.round(4) if not summary.empty else summary, rows=20
+                ),
+            }
+        )
+        return frame
+
+    return [ranker_model, recommendation_evaluation]
+
+
+def _artifact_day(lake: Lake, site: SiteConfig, moment: pd.Timestamp) -> tuple[str, str]:
+    """(day containing the moment, newest day whose end-of-day models are not after it)."""
+    day = day_of(moment - pd.Timedelta(milliseconds=1), site.tz).isoformat()
+    _, end = day_bounds(day, site.tz)
+    return day, day if moment >= end else previous_day(day)
+
+
+def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp) -> ServingInputs:
+    """What ``user_recommendations`` reads, rebuilt from the lake as of any moment.
+
+    The moment's own day is re-derived from its raw events cut at the moment (the asset's
+    engagement code path); models (ALS, similar articles, ranker) are the newest ones trained as
+    of a moment not after it, so nothing later leaks in.
+    """
+    day, model_day = _artifact_day(lake, site, moment)
+    ranker_config = site.models.ranker
+    days = sorted(
+        set(window_days(day, site.engagement.window_days))
+        | set(window_days(day, ranker_config.history_days + 1))
+    )
+    raw = lake.read_partitions(site.name, "raw_events", days)
+    raw = raw.loc[raw["ts"] < moment] if raw is not None else pd.DataFrame()
+    earlier = [d for d in window_days(day, site.engagement.window_days) if d != day]
+    engagement = lake.read_partitions(site.name, "engagement", earlier)
+    today = daily_engagement(of_days(raw, [day]), day, moment, site.events.heartbeat_seconds)
+    frames = [frame for frame in (engagement, today) if frame is not None and not frame.empty]
+    engaged = pd.concat(frames, ignore_index=True) if frames else today
+    seen = engaged[["user_id", "article_id"]].drop_duplicates().assign(weight=1.0)
+    popular_config = site.models.popular
+    recent = of_days(engaged, window_days(day, popular_config.window_days))
+    has_dwell = site.events.has_heartbeats
+    popular = (
+        rank_popular(
+            recent.assign(weight=recent["dwell_seconds"] if has_dwell else recent["views"]),
+            as_of=moment,
+            half_life=pd.Timedelta(hours=popular_config.half_life_hours),
+            top_n=popular_config.top_n,
+        )
+        if len(recent)
+        else pd.DataFrame(columns=["rank", "article_id", "score"])
+    )
+    ranker = None
+    if ranker_config.enabled:
+        ranker = load_day_ranker(lake, site, day)
+        info = ranker.info if ranker is not None else None
+        if info is None or pd.Timestamp(info["as_of"]) > moment:
+            ranker = load_day_ranker(lake, site, model_day) if model_day != day else None
+    als_data = lake.read_artifact(site.name, "als_model", model_day, "model.npz")
+    return ServingInputs(
+        moment=moment,
+        tz=site.tz,
+        clicks=page_views(of_days(raw, window_days(day, ranker_config.history_days + 1))),
+        seen=seen,
+        popular=popular,
+        als=load_model(als_data) if als_data is not None else None,
+        similar=read_similar(lake, site, model_day),
+        ranker=ranker,
+        categories=article_sections(lake, site, window_days(day, ranker_config.history_days + 1)),
+    )

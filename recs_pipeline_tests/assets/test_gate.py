@@ -1,0 +1,103 @@
+"""The publishing gate end to end: a model that fails a blocking check is not published.
+
+Runs the site's last day again with a stricter gate on the session's materialised site: the
+blocking check fails, ``published_recommendations`` is skipped, and the versions that were
+current stay current and served. (The fixture's own gate is relaxed so the rest of the suite
+publishes; these runs change nothing that the other tests read.)
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from recs_pipeline.definitions import build_definitions
+from recs_pipeline_tests.conftest import Materialised
+
+KINDS = ("user", "article", "popular")
+
+
+def run_with_gate(materialised: Materialised, **gate: object) -> dg.ExecuteInProcessResult:
+    site = materialised.site
+    strict = site.model_copy(
+        update={
+            "models": site.models.model_copy(
+                update={"gate": site.models.gate.model_copy(update=gate)}
+            )
+        }
+    )
+    definitions = build_definitions([strict], materialised.lake_url, materialised.database_url)
+    job = definitions.resolve_implicit_global_asset_job_def()
+    keys = [
+        dg.AssetKey([site.name, name])
+        for name in ("user_recommendations", "published_recommendations")
+    ]
+    return job.execute_in_process(
+        instance=materialised.instance,
+        partition_key=materialised.generated.days[-1],
+        asset_selection=keys,
+        raise_on_error=False,
+    )
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def served(materialised: Materialised) -> tuple[dict[str, int], pd.DataFrame]:
+    site = materialised.site
+    versions = {}
+    for kind in KINDS:
+        current = materialised.publisher.current(site.name, kind)
+        assert current is not None
+        versions[kind] = current.id
+    recs = materialised.lake.read_partition(
+        site.name, "user_recommendations", materialised.generated.days[-1]
+    )
+    assert recs is not None
+    user = str(recs.loc[recs["source"] == "ranker", "user_id"].iloc[0])
+    return versions, materialised.publisher.recommendations(site.name, "user", user, size=10)
+
+
+def test_a_model_that_does_not_beat_the_best_baseline_is_not_published(
+    materialised: Materialised,
+) -> None:
+    versions, lists = served(materialised)
+    result = run_with_gate(materialised, min_lift=10.0)
+    assert not result.success
+    checks = check_results(result)
+    assert not checks["ranker_beats_best_baseline"].passed
+    reason = checks["ranker_beats_best_baseline"].metadata["reason"].value
+    assert "does not beat best baseline" in str(reason)
+    assert checks["enough_readers_have_recommendations"].passed
+    materialisations = [
+        event.asset_key.path[-1] for event in result.get_asset_materialization_events()
+    ]
+    assert "published_recommendations" not in materialisations
+    assert "user_recommendations" in materialisations
+    after_versions, after_lists = served(materialised)
+    assert after_versions == versions
+    pd.testing.assert_frame_equal(after_lists, lists)
+
+
+def test_low_coverage_or_too_few_readers_stop_the_publish(materialised: Materialised) -> None:
+    versions, _ = served(materialised)
+    result = run_with_gate(materialised, min_coverage=50.0, min_users=10**9)
+    assert not result.success
+    checks = check_results(result)
+    assert not checks["coverage_above_floor"].passed
+    assert "< floor 50" in str(checks["coverage_above_floor"].metadata["reason"].value)
+    assert not checks["enough_readers_have_recommendations"].passed
+    assert checks["ranker_beats_best_baseline"].passed  # the fixture's relaxed margin
+    assert served(materialised)[0] == versions
+
+
+def test_the_same_model_passes_the_site_gate_and_is_published(materialised: Materialised) -> None:
+    versions, _ = served(materialised)
+    result = run_with_gate(materialised)
+    assert result.success
+    assert all(evaluation.passed for evaluation in check_results(result).values())
+    after, _ = served(materialised)
+    assert all(after[kind] > versions[kind] for kind in KINDS)
