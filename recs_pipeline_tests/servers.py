@@ -251,6 +251,10 @@ def s3_bucket(s3_server: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterato
     try:
         yield bucket
     finally:
-        for key in bucket.object_keys():
-            client.delete_object(Bucket=bucket.name, Key=key)  # type: ignore[attr-defined]
+        keys = bucket.object_keys()
+        for start in range(0, len(keys), 1000):  # one request per 1000 objects
+            client.delete_objects(  # type: ignore[attr-defined]
+                Bucket=bucket.name,
+                Delete={"Objects": [{"Key": key} for key in keys[start : start + 1000]]},
+            )
         client.delete_bucket(Bucket=bucket.name)  # type: ignore[attr-defined]
