@@ -705,6 +705,54 @@ def test_postgres_publish_waits_for_the_site_lock_not_for_other_sites(
     assert mine.status == "current"
 
 
+def test_postgres_many_sites_publish_at_once_without_deadlock(
+    pg_publisher: PostgresPublisher,
+) -> None:
+    """Two publishers per site, three sites, retention on every publish: loads, attaches, swaps
+    and concurrent detaches interleave; every publish finishes and each site ends consistent."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def run(site: str, worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(1, 4):
+                batches = [
+                    RecommendationBatch("user", rec_rows(300, 5, f"{site}-{worker}-{n}")),
+                    RecommendationBatch("popular", popular_rows([f"{site}-p{worker}-{n}"])),
+                ]
+                pg_publisher.publish(site, day(2 * n + worker), batches, keep=1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(site, worker))
+        for site in ("s1", "s2", "s3")
+        for worker in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    for site in ("s1", "s2", "s3"):
+        for kind in ("user", "popular"):
+            current = pg_publisher.current(site, kind)
+            assert current is not None and current.as_of == day(7)  # the newest as_of won
+            statuses = sorted(v.status for v in pg_publisher.versions(site, kind))
+            assert statuses == ["current", "stale"]  # keep=1
+    kept = {v.id for site in ("s1", "s2", "s3") for v in pg_publisher.versions(site)}
+    partitions = {
+        int(name.removeprefix("recommendation_m"))
+        for (name,) in sql(
+            pg_publisher,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'recommendation'::regclass",
+        )
+    }
+    assert partitions == kept
+
+
 def test_postgres_partitions_follow_the_versions(pg_publisher: PostgresPublisher) -> None:
     """Every kept version has its partition; pruned and failed versions leave none."""
     bad = RecommendationBatch("user", rec_rows(1, 2, "x").assign(rank=1))
