@@ -63,6 +63,7 @@ def ranker_params(site: SiteConfig) -> RankerParams:
             pop_day_n=config.pop_day_n,
             fresh_n=config.fresh_n,
             covisit_n=config.covisit_n,
+            next_n=config.next_n,
             similar_n=config.similar_n,
             als_n=config.als_n,
         ),

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Generators in the order their columns appear; each gives ``<name>_score`` and ``<name>_rank``.
-GENERATORS = ("pop_hour", "pop_day", "fresh", "covisit", "similar", "als")
+GENERATORS = ("pop_hour", "pop_day", "fresh", "covisit", "next", "similar", "als")
 
 HOUR = 3600.0
 
@@ -62,6 +62,12 @@ class CandidateParams:
     #: The reader's last distinct clicks the item-to-item generators start from.
     recent_clicks: int = 5
     covisit_n: int = 30
+    #: Articles read right after the reader's last click by other readers, recently.
+    next_n: int = 20
+    #: Half-life of those transitions: what readers go on to read changes within hours.
+    next_half_life_hours: float = 6.0
+    #: Half-life of the short popularity horizon (a feature, not a generator).
+    pop_short_half_life_hours: float = 0.25
     similar_n: int = 20
     als_n: int = 20
 
@@ -144,6 +150,8 @@ class ArticleStats:
     moment: float
     pop_hour: np.ndarray
     pop_day: np.ndarray
+    pop_short: np.ndarray
+    clicks_15m: np.ndarray
     clicks_1h: np.ndarray
     clicks_6h: np.ndarray
     clicks_24h: np.ndarray
@@ -189,6 +197,8 @@ def article_stats(
         moment=now,
         pop_hour=decayed(params.pop_hour_half_life_hours),
         pop_day=decayed(params.pop_day_half_life_hours),
+        pop_short=decayed(params.pop_short_half_life_hours),
+        clicks_15m=recent(0.25),
         clicks_1h=recent(1.0),
         clicks_6h=recent(6.0),
         clicks_24h=recent(24.0),
@@ -246,6 +256,52 @@ def covisitation(
     b = np.concatenate(right + left)
     matrix = scipy.sparse.coo_matrix((np.ones(len(a), dtype=np.float32), (a, b)), shape=(n, n))
     return matrix.tocsr()
+
+
+def transitions(
+    history: ClickHistory, end: int, now: float, params: CandidateParams
+) -> scipy.sparse.csr_matrix:
+    """Articles x articles: how often readers went from one article straight to another.
+
+    Consecutive clicks of one reader within the co-visit window, directed, each weighted by
+    ``0.5 ** (age / next_half_life_hours)`` over the last four half-lives: the articles readers
+    open next change as the day's stories move on.
+    """
+    n = len(history.articles)
+    start = history.span(now - 4 * params.next_half_life_hours * HOUR, now).start
+    users = history.user_code[start:end]
+    order = np.lexsort((history.seconds[start:end], users))
+    users = users[order]
+    articles = history.article_code[start:end][order]
+    seconds = history.seconds[start:end][order]
+    if len(users) < 2:
+        return scipy.sparse.csr_matrix((n, n), dtype=np.float32)
+    pair = (
+        (users[1:] == users[:-1])
+        & (seconds[1:] - seconds[:-1] <= params.covisit_window_hours * HOUR)
+        & (articles[1:] != articles[:-1])
+    )
+    weight = np.exp2(-(now - seconds[1:][pair]) / HOUR / params.next_half_life_hours)
+    matrix = scipy.sparse.coo_matrix(
+        (weight.astype(np.float32), (articles[:-1][pair], articles[1:][pair])), shape=(n, n)
+    )
+    return matrix.tocsr()
+
+
+def _last_click(history: ClickHistory, end: int, user_codes: np.ndarray) -> scipy.sparse.csr_matrix:
+    """Requested users x articles, 1 at each user's very last click before ``end``."""
+    rows = pd.Index(user_codes).get_indexer(history.user_code[:end])
+    hit = np.flatnonzero(rows >= 0)
+    last = np.full(len(user_codes), -1, dtype=np.int64)
+    last[rows[hit]] = hit  # later clicks overwrite earlier ones
+    known = np.flatnonzero(last >= 0)
+    return scipy.sparse.csr_matrix(
+        (
+            np.ones(len(known), dtype=np.float32),
+            (known, history.article_code[last[known]]),
+        ),
+        shape=(len(user_codes), len(history.articles)),
+    )
 
 
 @dataclass
@@ -367,12 +423,18 @@ def generate_candidates(
         matrix = covisit if covisit is not None else covisitation(history, start, end, params)
         rows, cols, values, _ = _top_per_row(recent @ matrix, params.covisit_n * 3)
         add(3, rows, cols, values)
+    if params.next_n and known.any():
+        moves = transitions(history, end, now, params)
+        rows, cols, values, _ = _top_per_row(
+            _last_click(history, end, user_codes) @ moves, params.next_n * 3
+        )
+        add(4, rows, cols, values)
     if params.similar_n and similar is not None and recent is not None:
         rows, cols, values, _ = _top_per_row(recent @ similar, params.similar_n * 3)
-        add(4, rows, cols, values)
+        add(5, rows, cols, values)
     if params.als_n and als is not None and known.any():
         rows, cols, values = _als_candidates(history, als, user_codes, params.als_n * 2)
-        add(5, rows, cols, values)
+        add(6, rows, cols, values)
 
     user_row: np.ndarray = np.concatenate(parts_user) if parts_user else np.empty(0, np.int64)
     article: np.ndarray = np.concatenate(parts_article) if parts_article else np.empty(0, np.int64)
@@ -392,6 +454,7 @@ def generate_candidates(
             params.pop_day_n,
             params.fresh_n,
             params.covisit_n,
+            params.next_n,
             params.similar_n,
             params.als_n,
         ]

@@ -40,10 +40,13 @@ FEATURES: tuple[str, ...] = (
     "new_since_last_visit",
     "pop_hour",
     "pop_day",
+    "pop_short",
+    "clicks_15m",
     "clicks_1h",
     "clicks_6h",
     "clicks_24h",
     "clicks_window",
+    "trend_15m_1h",
     "trend_1h_6h",
     "trend_6h_24h",
     "pop_hour_share",
@@ -159,6 +162,9 @@ def candidate_features(
     top_hour = max(float(stats.pop_hour.max(initial=0.0)), 1e-12)
     columns["pop_hour"] = stats.pop_hour[article]
     columns["pop_day"] = stats.pop_day[article]
+    columns["pop_short"] = stats.pop_short[article]
+    columns["clicks_15m"] = stats.clicks_15m[article]
+    columns["trend_15m_1h"] = (stats.clicks_15m[article] + 1) / (stats.clicks_1h[article] / 4 + 1)
     columns["clicks_1h"] = stats.clicks_1h[article]
     columns["clicks_6h"] = stats.clicks_6h[article]
     columns["clicks_24h"] = stats.clicks_24h[article]

@@ -225,6 +225,7 @@ class RankerConfig(_Strict):
     pop_day_n: int = Field(default=20, ge=0)
     fresh_n: int = Field(default=20, ge=0)
     covisit_n: int = Field(default=30, ge=0)
+    next_n: int = Field(default=20, ge=0)
     similar_n: int = Field(default=20, ge=0)
     als_n: int = Field(default=20, ge=0)
 

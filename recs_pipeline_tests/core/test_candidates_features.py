@@ -126,3 +126,32 @@ def test_features_cover_every_column(history: ClickHistory) -> None:
     assert row["hour_of_day"] == pytest.approx(9.0)  # 12:00 UTC is 09:00 in Sao Paulo
     u1_new = np.flatnonzero((candidates.user_row == 1) & (candidates.article_code == code["new"]))
     assert frame.iloc[u1_new[0]]["new_since_last_visit"] == 1  # published after u1's last click
+
+
+def test_next_click_transitions_are_directed_and_offered(history: ClickHistory) -> None:
+    from recs_pipeline.core.candidates import transitions
+
+    now = T0.value / 1e9
+    moves = transitions(history, history.cut(T0), now, CandidateParams()).toarray()
+    code = {a: i for i, a in enumerate(history.articles)}
+    assert moves[code["a"], code["b"]] > 0  # u1 and u2 went from a to b
+    assert moves[code["b"], code["a"]] == 0  # never the other way
+    reader = ClickHistory.from_events(
+        clicks(
+            [
+                ("u1", "a", 3.0),
+                ("u1", "b", 2.9),
+                ("u2", "a", 2.0),
+                ("u2", "c", 1.9),
+                ("me", "a", 0.1),
+            ]
+        )
+    )
+    candidates, _ = generate_candidates(reader, T0, reader.user_codes(["me"]), CandidateParams())
+    offered = {
+        str(reader.articles[article]): rank
+        for article, rank in zip(candidates.article_code, candidates.ranks["next"], strict=True)
+        if not np.isnan(rank)
+    }
+    # From a, readers went to b and c; c more recently, so it ranks first.
+    assert offered == {"c": 1, "b": 2}
