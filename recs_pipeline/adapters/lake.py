@@ -77,7 +77,7 @@ class Lake:
         self._atomic_write(path, buffer.getvalue())
         return path
 
-    def _read_object_table(self, path: str, attempts: int = 3) -> pa.Table:
+    def _read_object_table(self, path: str, attempts: int = 5) -> pa.Table:
         """A Parquet object read whole, then parsed.
 
         An object store has no open file handle to pin a version: reading the footer and the
