@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from recs_pipeline.adapters.sources.base import FileSource, LandingFile
+from recs_pipeline.adapters.sources.base import FileSource, LandingFile, drain
 from recs_pipeline.core.events import (
     EARLIEST_PLAUSIBLE,
     DayEvents,
@@ -71,5 +71,7 @@ class TableFileSource(FileSource):
                 parsed.quarantine = quarantine_frame([])
             parsed.events = parsed.events.loc[keep].reset_index(drop=True)
             parsed_files.append(parsed)
-        for day in wanted:
-            yield day, assemble_day(parsed_files, day, self.tz, self.rules, now=moment)
+        for position, day in enumerate(wanted):
+            # The last day frees each file's rows as it copies them (all of a one-day run).
+            files = drain(parsed_files) if position == len(wanted) - 1 else parsed_files
+            yield day, assemble_day(files, day, self.tz, self.rules, now=moment)
