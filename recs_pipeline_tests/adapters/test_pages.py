@@ -166,7 +166,10 @@ def test_limits_hold_concurrency_and_request_rate(server: HTTPServer, wordpress:
     assert (rows["status"] == "ok").all()
     assert wordpress.max_in_flight == 2
     gaps = [b - a for a, b in zip(wordpress.times, wordpress.times[1:], strict=False)]
-    assert min(gaps) >= 0.07  # 10 requests/s: never two starts in a burst
+    # 10 requests/s: no burst. Arrival times at the server jitter on a loaded machine, so the
+    # rate is checked over the whole run and each gap only against a clear burst.
+    assert wordpress.times[-1] - wordpress.times[0] >= 0.9 * (len(wordpress.times) - 1) / 10
+    assert min(gaps) >= 0.04
     assert elapsed >= 0.6  # 8 requests at 2 at a time x 0.15 s, or 10/s: both bind
 
 
