@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: Serialises migrations of one database between processes (any constant distinct from sites').
 _MIGRATION_LOCK: Final = 0x7265637300000001
+#: Serialises the reclaiming of pruned partitions between all publishers of a database.
+_RECLAIM_LOCK: Final = 0x7265637300000002
 _PARTITION: Final = re.compile(r"^recommendation_m(\d+)$")
 
 #: A version's partition, spelled out rather than ``LIKE recommendation`` so loading takes no
@@ -524,14 +526,32 @@ class PostgresPublisher:
     def reclaim_partitions(
         self, site: str, conn: psycopg.Connection[Any] | None = None
     ) -> list[str]:
-        """Detach and drop the partitions of a site's failed versions and of deleted versions.
+        """Detach and drop the partitions of failed versions and of deleted (pruned) versions.
 
         ``DETACH … CONCURRENTLY`` takes no lock that blocks readers; a detach interrupted by a
-        crash is finished (``FINALIZE``) by the next call. Returns the partitions dropped.
+        crash is finished (``FINALIZE``) by the next call. Reclaimers of all sites take turns
+        (an advisory lock), each listing what is left when its turn comes, so two never race
+        for one partition; a turn, or a detach waiting for long queries, gives up after
+        ``reclaim_wait`` and leaves the rest to the next publish. Returns the partitions dropped.
         """
         if conn is None:
             with self._connect() as own:
                 return self.reclaim_partitions(site, own)
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._reclaim_wait}s",))
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_RECLAIM_LOCK,))
+        except psycopg.errors.LockNotAvailable:
+            conn.execute("RESET lock_timeout")
+            log.info("%s: another publish is reclaiming partitions; left to it", site)
+            return []
+        try:
+            return self._reclaim(conn, site)
+        finally:
+            if not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_RECLAIM_LOCK,))
+                conn.execute("RESET lock_timeout")
+
+    def _reclaim(self, conn: psycopg.Connection[Any], site: str) -> list[str]:
         partitions = conn.execute(
             "SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid "
@@ -544,32 +564,26 @@ class PostgresPublisher:
         }
         if not by_id:
             return []
-        alive = {
-            row[0]: (row[1], row[2])
-            for row in conn.execute(
-                "SELECT id, site, status FROM model WHERE id = ANY(%s)", (list(by_id),)
-            )
-        }
-        doomed = [
-            model_id
-            for model_id in sorted(by_id)
-            if model_id not in alive or alive[model_id] == (site, "failed")
-        ]
+        status = dict(
+            conn.execute(
+                "SELECT id, status FROM model WHERE id = ANY(%s)", (list(by_id),)
+            ).fetchall()
+        )
+        doomed = [m for m in sorted(by_id) if status.get(m, "deleted") in ("deleted", "failed")]
         dropped = []
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{self._reclaim_wait}s",))
-        try:
-            for model_id in doomed:
-                name, pending = by_id[model_id]
-                table = sql.Identifier(name)
-                mode = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
+        for model_id in doomed:
+            name, pending = by_id[model_id]
+            table = sql.Identifier(name)
+            mode = sql.SQL("FINALIZE" if pending else "CONCURRENTLY")
+            try:
                 conn.execute(
                     sql.SQL("ALTER TABLE recommendation DETACH PARTITION {} {}").format(table, mode)
                 )
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-                dropped.append(name)
-        finally:
-            if not conn.broken:
-                conn.execute("RESET lock_timeout")
+            except psycopg.errors.LockNotAvailable:
+                log.info("%s: %s is still being read; dropped by a later publish", site, name)
+                break
+            dropped.append(name)
         return dropped
 
     def _reclaim_partitions_quietly(
