@@ -138,6 +138,28 @@ def ranking_context(
     )
 
 
+def day_ranking_context(
+    raw_events: pd.DataFrame,
+    lake: LakeResource,
+    site: SiteConfig,
+    day: str,
+    as_of: pd.Timestamp,
+    days: int,
+) -> RankingContext:
+    """Clicks of the last ``days`` days before ``as_of``, with the previous day's ALS model,
+    similar articles and sections: the previous day's models never saw this day's clicks."""
+    store = lake.lake()
+    clicks = page_views(of_days(raw_events, window_days(day, days)))
+    before = previous_day(day)
+    return ranking_context(
+        clicks.loc[clicks["ts"] < as_of],
+        site.tz,
+        load_als(lake, site, before),
+        read_similar(store, site, before),
+        article_sections(store, site, window_days(day, days)),
+    )
+
+
 def gate_summary(validation: dict[str, dict[str, float]]) -> dict[str, float]:
     """Flat numbers of a validation: ``<method>_<metric>`` for the UI's plots."""
     out: dict[str, float] = {}
@@ -190,16 +212,8 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             if not config.enabled:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
             else:
-                rows = of_days(raw_events, window_days(day, config.history_days + 2))
-                clicks = page_views(rows)
-                clicks = clicks.loc[clicks["ts"] < as_of]
-                before = previous_day(day)
-                ctx = ranking_context(
-                    clicks,
-                    site.tz,
-                    load_als(lake, site, before),
-                    read_similar(store, site, before),
-                    article_sections(store, site, window_days(day, config.history_days + 2)),
+                ctx = day_ranking_context(
+                    raw_events, lake, site, day, as_of, config.history_days + 2
                 )
                 try:
                     model = train_ranker(ctx, as_of, params, baseline_params(site))
@@ -280,16 +294,9 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         frames = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
-            rows = of_days(raw_events, window_days(day, evaluation.lookback_days + 1))
-            clicks = page_views(rows)
-            clicks = clicks.loc[clicks["ts"] < as_of]
             before = previous_day(day)
-            ctx = ranking_context(
-                clicks,
-                site.tz,
-                load_als(lake, site, before),
-                read_similar(store, site, before),
-                article_sections(store, site, window_days(day, evaluation.lookback_days + 1)),
+            ctx = day_ranking_context(
+                raw_events, lake, site, day, as_of, evaluation.lookback_days + 1
             )
             model = load_day_ranker(store, site, before)
             methods = evaluation_methods(ctx, model, baseline_params(site), k=evaluation.k)
