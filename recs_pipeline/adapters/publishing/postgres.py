@@ -20,17 +20,15 @@ N), built from Postgres' own tools:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -39,17 +37,14 @@ from psycopg.types.json import Jsonb
 
 from recs_pipeline.adapters.publishing.base import (
     _MAX_ERROR_CHARS,
-    ABANDONED_ERROR,
-    ARTICLE_COLUMNS,
-    POPULAR_SOURCE,
-    ModelStatus,
-    ModelType,
+    NEWEST_DESCRIPTION,
     ModelVersion,
     RecommendationBatch,
-    _check_site,
-    _model_type,
-    _optional_text,
+    SqlPublisher,
+    _article_rows,
+    _log_written,
     _plain,
+    _utc_column,
     _utcnow,
     _validated_frame,
     migration_files,
@@ -77,10 +72,6 @@ CREATE TABLE {table} (
 )
 """
 
-_MODEL_FIELDS: Final = (
-    "id, site, type, status, as_of, row_count, params, metrics, created_at, finished_at, error"
-)
-
 #: The serving query; parameters: site, model type, source entity id, article ids to exclude
 #: (an array), limit. The scalar subquery finds the one current version (``model_one_current``
 #: guarantees one); at run time Postgres prunes every other partition, and the partition's
@@ -98,7 +89,7 @@ LIMIT %s
 
 # "Newest" for the descriptive columns is decided by last_seen, not by the order of the loads;
 # rows of one load are first merged per article (ON CONFLICT may touch a row only once).
-_UPSERT_ARTICLE: Final = """
+_UPSERT_ARTICLE: Final = f"""
 INSERT INTO article
     (site, article_id, path, title, published_at, first_seen, last_seen, updated_at)
 SELECT %(site)s, article_id,
@@ -109,15 +100,7 @@ SELECT %(site)s, article_id,
 FROM article_load
 GROUP BY article_id
 ON CONFLICT (site, article_id) DO UPDATE SET
-    path = CASE WHEN excluded.last_seen >= article.last_seen
-                THEN coalesce(excluded.path, article.path)
-                ELSE coalesce(article.path, excluded.path) END,
-    title = CASE WHEN excluded.last_seen >= article.last_seen
-                 THEN coalesce(excluded.title, article.title)
-                 ELSE coalesce(article.title, excluded.title) END,
-    published_at = CASE WHEN excluded.last_seen >= article.last_seen
-                        THEN coalesce(excluded.published_at, article.published_at)
-                        ELSE coalesce(article.published_at, excluded.published_at) END,
+{NEWEST_DESCRIPTION}
     first_seen = least(article.first_seen, excluded.first_seen),
     last_seen = greatest(article.last_seen, excluded.last_seen),
     updated_at = excluded.updated_at
@@ -150,13 +133,17 @@ def partition_name(model_id: int) -> str:
     return f"recommendation_m{int(model_id)}"
 
 
-class PostgresPublisher:
+class PostgresPublisher(SqlPublisher):
     """The publisher on a Postgres database (``postgresql://user:password@host:port/db``).
 
     Every operation opens its own connection, so one instance is safe to share between threads,
     and any number of processes may publish to one database. The constructor applies the
     versioned migrations of ``adapters/migrations/postgres``.
     """
+
+    param_mark = "%s"
+    serving_query = SERVING_QUERY
+    lock_served = " FOR UPDATE"  # a publish without the site lock cannot promote over it
 
     def __init__(
         self,
@@ -191,32 +178,13 @@ class PostgresPublisher:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def publish(
+    def _publish(
         self,
         site: str,
         as_of: dt.datetime,
         batches: Sequence[RecommendationBatch],
-        keep: int = 3,
+        keep: int,
     ) -> list[ModelVersion]:
-        """Write each batch as a ``pending`` version, then swap them all in one transaction.
-
-        A batch whose ``as_of`` is older than the served version's (a backfill) is recorded as
-        ``stale`` and never replaces newer recommendations. Afterwards only the newest ``keep``
-        stale versions (by as_of) and ``keep`` failed versions (by creation) of each published
-        type remain; a version deleted that way is returned as ``pruned``. If anything raises,
-        this call's versions become ``failed`` with the error, what was served stays served, and
-        the exception propagates.
-        """
-        _check_site(site)
-        _aware(as_of, "as_of")
-        if keep < 0:
-            raise ValueError(f"keep must be >= 0, got {keep}")
-        types = [b.model_type for b in batches]
-        if len(set(types)) != len(types):
-            raise ValueError(f"one batch per model type per publish, got {types}")
-        if not batches:
-            return []
-
         with self._connect() as conn, self._site_lock(conn, site):
             model_ids = self._start_versions(conn, site, as_of, batches)
             try:
@@ -236,32 +204,10 @@ class PostgresPublisher:
         ``first_seen`` keeps the earliest value and ``last_seen`` the latest; ``path``,
         ``title`` and ``published_at`` take the non-null value of whichever side was seen last.
         """
-        _check_site(site)
-        missing = [c for c in ARTICLE_COLUMNS[:3] if c not in articles.columns]
-        if missing:
-            raise ValueError(f"articles frame lacks columns {missing}")
-        if articles.empty:
+        checked = _article_rows(site, articles, _timestamps)
+        if checked is None:
             return 0
-        ids = articles["article_id"]
-        if ids.isna().any() or (ids.astype(str) == "").any():
-            raise ValueError("articles frame has null or empty article_id values")
-        first_seen = _timestamps(articles["first_seen"], "first_seen", nullable=False)
-        last_seen = _timestamps(articles["last_seen"], "last_seen", nullable=False)
-        n = len(articles)
-        published = (
-            _timestamps(articles["published_at"], "published_at", nullable=True)
-            if "published_at" in articles.columns
-            else [None] * n
-        )
-        rows = zip(
-            ids.astype(str).tolist(),
-            _optional_text(articles, "path"),
-            _optional_text(articles, "title"),
-            published,
-            first_seen,
-            last_seen,
-            strict=True,
-        )
+        rows = zip(*checked.columns(), strict=True)
         with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 'CREATE TEMPORARY TABLE article_load (article_id text COLLATE "C", path text, '
@@ -275,65 +221,30 @@ class PostgresPublisher:
                 for row in rows:
                     copy.write_row(row)
             cur.execute(_UPSERT_ARTICLE, {"site": site, "now": _utcnow()})
-        return n
-
-    # -- reading -------------------------------------------------------------------------------
-
-    def current(self, site: str, model_type: str) -> ModelVersion | None:
-        with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT {_MODEL_FIELDS} FROM model "
-                "WHERE site = %s AND type = %s AND status = 'current'",
-                (site, _model_type(model_type)),
-            ).fetchone()
-        return None if row is None else _model_version(row)
-
-    def versions(self, site: str, model_type: str | None = None) -> list[ModelVersion]:
-        query = f"SELECT {_MODEL_FIELDS} FROM model WHERE site = %s"
-        args: list[Any] = [site]
-        if model_type is not None:
-            query += " AND type = %s"
-            args.append(_model_type(model_type))
-        with self._connect() as conn:
-            rows = conn.execute(query + " ORDER BY id DESC", args).fetchall()
-        return [_model_version(row) for row in rows]
-
-    def recommendations(
-        self,
-        site: str,
-        model_type: str,
-        source_entity_id: str,
-        size: int = 10,
-        exclude: Collection[str] = (),
-    ) -> pd.DataFrame:
-        """The current model's list for one source entity, best first, minus ``exclude``.
-
-        A user without recommendations gets the current popular list instead (as with SQLite);
-        ``rank`` is the served position and ``model_id`` says which version answered.
-        """
-        kind = _model_type(model_type)
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        excluded = sorted({str(a) for a in exclude})
-        with self._connect() as conn, conn.transaction():
-            # One snapshot for both queries: the fallback comes from the same moment.
-            found = conn.execute(
-                SERVING_QUERY, (site, kind, str(source_entity_id), excluded, size)
-            ).fetchall()
-            if not found and kind == "user" and size > 0:
-                found = conn.execute(
-                    SERVING_QUERY, (site, "popular", POPULAR_SOURCE, excluded, size)
-                ).fetchall()
-        return pd.DataFrame(
-            {
-                "rank": np.arange(1, len(found) + 1, dtype=np.int64),
-                "article_id": pd.Series([r[0] for r in found], dtype="str"),
-                "score": np.array([r[1] for r in found], dtype=np.float64),
-                "model_id": np.array([r[2] for r in found], dtype=np.int64),
-            }
-        )
+        return len(articles)
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _serving_snapshot(self, conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+        return conn.transaction()  # the popular fallback comes from the same moment
+
+    def _exclusions(self, article_ids: list[str]) -> list[str]:
+        return article_ids  # a text[] parameter
+
+    def _transaction(self, conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+        return conn.transaction()
+
+    def _bind_time(self, value: dt.datetime) -> dt.datetime:
+        return value
+
+    def _bind_document(self, value: Mapping[str, Any]) -> Jsonb:
+        return Jsonb(_plain(value))
+
+    def _timestamp(self, value: dt.datetime) -> dt.datetime:
+        return value.astimezone(dt.UTC)
+
+    def _document(self, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(value)  # jsonb arrives decoded
 
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
@@ -361,49 +272,6 @@ class PostgresPublisher:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.rollback()
                 conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s || ':' || %s, 0))", key)
-
-    def _start_versions(
-        self,
-        conn: psycopg.Connection[Any],
-        site: str,
-        as_of: dt.datetime,
-        batches: Sequence[RecommendationBatch],
-    ) -> list[int]:
-        """Fail crash leftovers, then record this run's versions as ``pending`` (committed).
-
-        Under the site lock, a ``pending`` version can only belong to a run that died.
-        """
-        now = _utcnow()
-        ids = []
-        with conn.transaction():
-            for batch in batches:
-                abandoned = conn.execute(
-                    "UPDATE model SET status = 'failed', error = %s, finished_at = %s "
-                    "WHERE site = %s AND type = %s AND status = 'pending'",
-                    (ABANDONED_ERROR, now, site, batch.model_type),
-                ).rowcount
-                if abandoned:
-                    log.warning(
-                        "%s/%s: marked %d abandoned pending version(s) failed",
-                        site,
-                        batch.model_type,
-                        abandoned,
-                    )
-                row = conn.execute(
-                    "INSERT INTO model (site, type, status, as_of, params, metrics, created_at) "
-                    "VALUES (%s, %s, 'pending', %s, %s, %s, %s) RETURNING id",
-                    (
-                        site,
-                        batch.model_type,
-                        as_of,
-                        Jsonb(_plain(batch.params)),
-                        Jsonb(_plain(batch.metrics)),
-                        now,
-                    ),
-                ).fetchone()
-                assert row is not None
-                ids.append(int(row[0]))
-        return ids
 
     def _write_rows(
         self, conn: psycopg.Connection[Any], model_id: int, batch: RecommendationBatch
@@ -437,75 +305,7 @@ class PostgresPublisher:
                 )
             )
             cur.execute("UPDATE model SET row_count = %s WHERE id = %s", (n, model_id))
-        elapsed = time.perf_counter() - started
-        log.info(
-            "model %d (%s): wrote %d rows in %.2fs (%.0f rows/s)",
-            model_id,
-            batch.model_type,
-            n,
-            elapsed,
-            n / elapsed if elapsed > 0 else float("inf"),
-        )
-
-    def _swap(
-        self,
-        conn: psycopg.Connection[Any],
-        site: str,
-        as_of: dt.datetime,
-        model_ids: Sequence[int],
-        batches: Sequence[RecommendationBatch],
-        keep: int,
-    ) -> list[ModelVersion]:
-        """Promote every batch and apply retention in one transaction (all or nothing)."""
-        now = _utcnow()
-        published: list[ModelVersion] = []
-        with conn.transaction():
-            for model_id, batch in zip(model_ids, batches, strict=True):
-                served = conn.execute(
-                    "SELECT id, as_of FROM model "
-                    "WHERE site = %s AND type = %s AND status = 'current' FOR UPDATE",
-                    (site, batch.model_type),
-                ).fetchone()
-                promote = served is None or as_of >= served[1]
-                if promote and served is not None:
-                    conn.execute("UPDATE model SET status = 'stale' WHERE id = %s", (served[0],))
-                updated = conn.execute(
-                    "UPDATE model SET status = %s, finished_at = %s "
-                    "WHERE id = %s AND status = 'pending'",
-                    ("current" if promote else "stale", now, model_id),
-                ).rowcount
-                if updated != 1:
-                    raise RuntimeError(
-                        f"model {model_id} is no longer pending: another run marked it "
-                        "(concurrent publishers without the publish lock?)"
-                    )
-                published.append(self._version(conn, model_id))
-                if not promote:
-                    log.info(
-                        "%s/%s: as_of %s is older than the served %s; kept as stale",
-                        site,
-                        batch.model_type,
-                        as_of.isoformat(),
-                        served[1].isoformat() if served else None,
-                    )
-                for status, order in (("stale", "as_of DESC, id DESC"), ("failed", "id DESC")):
-                    # The partitions of deleted versions are reclaimed after the swap.
-                    conn.execute(
-                        "DELETE FROM model WHERE id IN (SELECT id FROM ("
-                        f"SELECT id, ROW_NUMBER() OVER (ORDER BY {order}) AS n FROM model "
-                        "WHERE site = %s AND type = %s AND status = %s) AS ranked WHERE n > %s)",
-                        (site, batch.model_type, status, keep),
-                    )
-            remaining = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM model WHERE id = ANY(%s)", (list(model_ids),)
-                )
-            }
-        return [
-            version if version.id in remaining else dataclasses.replace(version, status="pruned")
-            for version in published
-        ]
+        _log_written(model_id, batch.model_type, n, started)
 
     def _fail_versions(self, model_ids: Sequence[int], exc: BaseException) -> None:
         """Record the failure on this call's still-pending versions (on a fresh connection: the
@@ -602,14 +402,6 @@ class PostgresPublisher:
             if dropped:
                 log.info("%s: dropped partitions %s", site, dropped)
 
-    def _version(self, conn: psycopg.Connection[Any], model_id: int) -> ModelVersion:
-        row = conn.execute(
-            f"SELECT {_MODEL_FIELDS} FROM model WHERE id = %s", (model_id,)
-        ).fetchone()
-        if row is None:
-            raise LookupError(f"model {model_id} vanished during the publish")
-        return _model_version(row)
-
 
 # -- migrations --------------------------------------------------------------------------------
 
@@ -642,38 +434,7 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[int]:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _aware(value: dt.datetime, name: str) -> dt.datetime:
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
-    return value
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC)
-
-
-def _timestamps(values: pd.Series, name: str, *, nullable: bool) -> list[dt.datetime | None]:
+def _timestamps(values: pd.Series, name: str, nullable: bool) -> list[dt.datetime | None]:
     """A timestamp column (datetimes or ISO text; naive means UTC) as aware UTC datetimes."""
-    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-    if not nullable and parsed.isna().any():
-        raise ValueError(f"articles frame has null {name} values")
+    parsed = _utc_column(values, name, nullable=nullable)
     return [None if pd.isna(v) else v.to_pydatetime() for v in parsed.tolist()]
-
-
-def _model_version(row: tuple[Any, ...]) -> ModelVersion:
-    (id_, site, kind, status, as_of, rows, params, metrics, created, finished, error) = row
-    return ModelVersion(
-        id=int(id_),
-        site=site,
-        model_type=cast(ModelType, kind),
-        status=cast(ModelStatus, status),
-        as_of=_utc(as_of),
-        rows=int(rows),
-        params=dict(params),
-        metrics=dict(metrics),
-        created_at=_utc(created),
-        finished_at=None if finished is None else _utc(finished),
-        error=error,
-    )

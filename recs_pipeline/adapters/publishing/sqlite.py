@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -10,27 +9,22 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Final, cast
 
-import numpy as np
 import pandas as pd
 
 from recs_pipeline.adapters.publishing.base import (
     _MAX_ERROR_CHARS,
-    ABANDONED_ERROR,
-    ARTICLE_COLUMNS,
-    POPULAR_SOURCE,
-    ModelStatus,
-    ModelType,
+    NEWEST_DESCRIPTION,
     ModelVersion,
     RecommendationBatch,
-    _check_site,
+    SqlPublisher,
+    _article_rows,
     _json,
-    _model_type,
-    _optional_text,
+    _log_written,
     _parse_ts,
     _ts_column,
     _ts_text,
@@ -41,8 +35,42 @@ from recs_pipeline.adapters.publishing.base import (
 
 log = logging.getLogger(__name__)
 
+# -- SQL ---------------------------------------------------------------------------------------
 
-class SqlitePublisher:
+#: The serving query; parameters: site, model type, source entity id, JSON array of article ids
+#: to exclude, limit. The scalar subquery finds the one current version (``model_one_current``
+#: guarantees one) through ``model_site_type_status``; the primary key of ``recommendation``
+#: then yields the entity's list already in rank order, so LIMIT stops early and nothing is
+#: sorted. (The equivalent JOIN makes SQLite sort, not knowing only one version matches.) The
+#: exclusions travel as one JSON parameter, so their number is not bounded by SQLite's
+#: parameter limit; Postgres would take an array.
+SERVING_QUERY: Final = """
+SELECT r.recommended_article_id, r.score, r.model_id
+FROM recommendation r
+WHERE r.model_id = (SELECT id FROM model WHERE site = ? AND type = ? AND status = 'current')
+  AND r.source_entity_id = ?
+  AND r.recommended_article_id NOT IN (SELECT value FROM json_each(?))
+ORDER BY r.rank
+LIMIT ?
+"""
+
+# Multi-argument min()/max() compare the fixed-width timestamp text; "newest" for the
+# descriptive columns is decided by last_seen, not by the order of the loads.
+_UPSERT_ARTICLE: Final = f"""
+INSERT INTO article
+    (site, article_id, path, title, published_at, first_seen, last_seen, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (site, article_id) DO UPDATE SET
+{NEWEST_DESCRIPTION}
+    first_seen = min(article.first_seen, excluded.first_seen),
+    last_seen = max(article.last_seen, excluded.last_seen),
+    updated_at = excluded.updated_at
+"""
+
+# -- the publisher -----------------------------------------------------------------------------
+
+
+class SqlitePublisher(SqlPublisher):
     """The publisher on an embedded SQLite file.
 
     Every operation opens its own short-lived connection, so one instance is safe to share
@@ -87,38 +115,20 @@ class SqlitePublisher:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def publish(
+    def _publish(
         self,
         site: str,
         as_of: dt.datetime,
         batches: Sequence[RecommendationBatch],
-        keep: int = 3,
+        keep: int,
     ) -> list[ModelVersion]:
-        """Write each batch as a ``pending`` version, then swap them all in one transaction.
-
-        A batch whose ``as_of`` is older than the served version's (a backfill) is recorded as
-        ``stale`` and never replaces newer recommendations. Afterwards only the newest ``keep``
-        stale versions (by as_of) and ``keep`` failed versions (by creation) of each published
-        type remain. If anything raises, this call's versions become ``failed`` with the error,
-        what was served stays served, and the exception propagates.
-        """
-        _check_site(site)
-        as_of_text = _ts_text(as_of, "as_of")
-        if keep < 0:
-            raise ValueError(f"keep must be >= 0, got {keep}")
-        types = [b.model_type for b in batches]
-        if len(set(types)) != len(types):
-            raise ValueError(f"one batch per model type per publish, got {types}")
-        if not batches:
-            return []
-
         with self._publish_lock(), self._connect() as conn:
             conn.execute("PRAGMA cache_size = -131072")  # 128 MiB: bulk inserts stay in memory
-            model_ids = self._start_versions(conn, site, as_of_text, batches)
+            model_ids = self._start_versions(conn, site, as_of, batches)
             try:
                 for model_id, batch in zip(model_ids, batches, strict=True):
                     self._write_rows(conn, model_id, batch)
-                published = self._swap(conn, site, as_of_text, model_ids, batches, keep)
+                published = self._swap(conn, site, as_of, model_ids, batches, keep)
             except BaseException as exc:
                 self._fail_versions(conn, model_ids, exc)
                 raise
@@ -131,98 +141,40 @@ class SqlitePublisher:
         ``title`` and ``published_at`` take the non-null value of whichever side was seen last,
         so re-loading an old day never overwrites a newer title.
         """
-        _check_site(site)
-        missing = [c for c in ARTICLE_COLUMNS[:3] if c not in articles.columns]
-        if missing:
-            raise ValueError(f"articles frame lacks columns {missing}")
-        if articles.empty:
+        checked = _article_rows(site, articles, _ts_column)
+        if checked is None:
             return 0
-        ids = articles["article_id"]
-        if ids.isna().any() or (ids.astype(str) == "").any():
-            raise ValueError("articles frame has null or empty article_id values")
-        first_seen = _ts_column(articles["first_seen"], "first_seen", nullable=False)
-        last_seen = _ts_column(articles["last_seen"], "last_seen", nullable=False)
         n = len(articles)
-        path = _optional_text(articles, "path")
-        title = _optional_text(articles, "title")
-        published = (
-            _ts_column(articles["published_at"], "published_at", nullable=True)
-            if "published_at" in articles.columns
-            else [None] * n
-        )
         now = _ts_text(_utcnow(), "now")
-        rows = zip(
-            [site] * n,
-            ids.astype(str).tolist(),
-            path,
-            title,
-            published,
-            first_seen,
-            last_seen,
-            [now] * n,
-            strict=True,
-        )
+        rows = zip([site] * n, *checked.columns(), [now] * n, strict=True)
         with self._connect() as conn, _write_transaction(conn):
             conn.executemany(_UPSERT_ARTICLE, rows)
         return n
 
-    # -- reading -------------------------------------------------------------------------------
-
-    def current(self, site: str, model_type: str) -> ModelVersion | None:
-        with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT {_MODEL_FIELDS} FROM model "
-                "WHERE site = ? AND type = ? AND status = 'current'",
-                (site, _model_type(model_type)),
-            ).fetchone()
-        return None if row is None else _model_version(row)
-
-    def versions(self, site: str, model_type: str | None = None) -> list[ModelVersion]:
-        sql = f"SELECT {_MODEL_FIELDS} FROM model WHERE site = ?"
-        args: list[Any] = [site]
-        if model_type is not None:
-            sql += " AND type = ?"
-            args.append(_model_type(model_type))
-        with self._connect() as conn:
-            rows = conn.execute(sql + " ORDER BY id DESC", args).fetchall()
-        return [_model_version(row) for row in rows]
-
-    def recommendations(
-        self,
-        site: str,
-        model_type: str,
-        source_entity_id: str,
-        size: int = 10,
-        exclude: Collection[str] = (),
-    ) -> pd.DataFrame:
-        """The current model's list for one source entity, best first, minus ``exclude``.
-
-        A user without recommendations (unknown to the current user model, none left after
-        ``exclude``, or no user model yet) gets the current popular list instead, like the
-        serving API always did. ``rank`` is the served position (1..n, after exclusions);
-        ``model_id`` says which version answered.
-        """
-        kind = _model_type(model_type)
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        excluded = json.dumps(sorted({str(a) for a in exclude}))
-        with self._connect() as conn:
-            rows = conn.execute(SERVING_QUERY, (site, kind, str(source_entity_id), excluded, size))
-            found = rows.fetchall()
-            if not found and kind == "user" and size > 0:
-                found = conn.execute(
-                    SERVING_QUERY, (site, "popular", POPULAR_SOURCE, excluded, size)
-                ).fetchall()
-        return pd.DataFrame(
-            {
-                "rank": np.arange(1, len(found) + 1, dtype=np.int64),
-                "article_id": pd.Series([r[0] for r in found], dtype="str"),
-                "score": np.array([r[1] for r in found], dtype=np.float64),
-                "model_id": np.array([r[2] for r in found], dtype=np.int64),
-            }
-        )
-
     # -- internals -----------------------------------------------------------------------------
+
+    serving_query = SERVING_QUERY
+
+    def _serving_snapshot(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
+        return nullcontext()  # autocommit reads, as the serving API always made them
+
+    def _exclusions(self, article_ids: list[str]) -> str:
+        return json.dumps(article_ids)  # one parameter, however many ids (see SERVING_QUERY)
+
+    def _transaction(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
+        return _write_transaction(conn)
+
+    def _bind_time(self, value: dt.datetime) -> str:
+        return _ts_text(value, "timestamp")
+
+    def _bind_document(self, value: Mapping[str, Any]) -> str:
+        return _json(value)
+
+    def _timestamp(self, value: str) -> dt.datetime:
+        return _parse_ts(value)
+
+    def _document(self, value: str) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(value))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -270,49 +222,6 @@ class SqlitePublisher:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _start_versions(
-        self,
-        conn: sqlite3.Connection,
-        site: str,
-        as_of_text: str,
-        batches: Sequence[RecommendationBatch],
-    ) -> list[int]:
-        """Fail crash leftovers, then record this run's versions as ``pending`` (committed).
-
-        Committing the pending rows first is what lets the next run see a crash: a version left
-        ``pending`` while nobody holds the publish lock belongs to a run that died.
-        """
-        now = _ts_text(_utcnow(), "now")
-        ids = []
-        with _write_transaction(conn):
-            for batch in batches:
-                abandoned = conn.execute(
-                    "UPDATE model SET status = 'failed', error = ?, finished_at = ? "
-                    "WHERE site = ? AND type = ? AND status = 'pending'",
-                    (ABANDONED_ERROR, now, site, batch.model_type),
-                ).rowcount
-                if abandoned:
-                    log.warning(
-                        "%s/%s: marked %d abandoned pending version(s) failed",
-                        site,
-                        batch.model_type,
-                        abandoned,
-                    )
-                cursor = conn.execute(
-                    "INSERT INTO model (site, type, status, as_of, params, metrics, created_at) "
-                    "VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                    (
-                        site,
-                        batch.model_type,
-                        as_of_text,
-                        _json(batch.params),
-                        _json(batch.metrics),
-                        now,
-                    ),
-                )
-                ids.append(cast(int, cursor.lastrowid))
-        return ids
-
     def _write_rows(
         self, conn: sqlite3.Connection, model_id: int, batch: RecommendationBatch
     ) -> None:
@@ -328,82 +237,7 @@ class SqlitePublisher:
                 zip([model_id] * n, *columns, strict=True),
             )
             conn.execute("UPDATE model SET row_count = ? WHERE id = ?", (n, model_id))
-        elapsed = time.perf_counter() - started
-        log.info(
-            "model %d (%s): wrote %d rows in %.2fs (%.0f rows/s)",
-            model_id,
-            batch.model_type,
-            n,
-            elapsed,
-            n / elapsed if elapsed > 0 else float("inf"),
-        )
-
-    def _swap(
-        self,
-        conn: sqlite3.Connection,
-        site: str,
-        as_of_text: str,
-        model_ids: Sequence[int],
-        batches: Sequence[RecommendationBatch],
-        keep: int,
-    ) -> list[ModelVersion]:
-        """Promote every batch and prune old versions in one transaction (all or nothing).
-
-        Returns the versions as promoted. A backfilled version older than the ``keep`` newest
-        stale ones is pruned at once; it is returned with the status ``pruned`` so the caller
-        still sees what happened to it.
-        """
-        now = _ts_text(_utcnow(), "now")
-        new_as_of = _parse_ts(as_of_text)
-        published: list[ModelVersion] = []
-        with _write_transaction(conn):
-            for model_id, batch in zip(model_ids, batches, strict=True):
-                served = conn.execute(
-                    "SELECT id, as_of FROM model "
-                    "WHERE site = ? AND type = ? AND status = 'current'",
-                    (site, batch.model_type),
-                ).fetchone()
-                promote = served is None or new_as_of >= _parse_ts(served[1])
-                if promote and served is not None:
-                    conn.execute("UPDATE model SET status = 'stale' WHERE id = ?", (served[0],))
-                updated = conn.execute(
-                    "UPDATE model SET status = ?, finished_at = ? "
-                    "WHERE id = ? AND status = 'pending'",
-                    ("current" if promote else "stale", now, model_id),
-                ).rowcount
-                if updated != 1:
-                    raise RuntimeError(
-                        f"model {model_id} is no longer pending: another run marked it "
-                        "(concurrent publishers without the publish lock?)"
-                    )
-                published.append(self._version(conn, model_id))
-                if not promote:
-                    log.info(
-                        "%s/%s: as_of %s is older than the served %s; kept as stale",
-                        site,
-                        batch.model_type,
-                        as_of_text,
-                        served[1] if served else None,
-                    )
-                for status, order in (("stale", "as_of DESC, id DESC"), ("failed", "id DESC")):
-                    # Deleting a model cascades to its recommendation rows.
-                    conn.execute(
-                        "DELETE FROM model WHERE id IN (SELECT id FROM ("
-                        f"SELECT id, ROW_NUMBER() OVER (ORDER BY {order}) AS n FROM model "
-                        "WHERE site = ? AND type = ? AND status = ?) AS ranked WHERE n > ?)",
-                        (site, batch.model_type, status, keep),
-                    )
-            remaining = {
-                row[0]
-                for row in conn.execute(
-                    f"SELECT id FROM model WHERE id IN ({','.join('?' * len(model_ids))})",
-                    list(model_ids),
-                )
-            }
-        return [
-            version if version.id in remaining else dataclasses.replace(version, status="pruned")
-            for version in published
-        ]
+        _log_written(model_id, batch.model_type, n, started)
 
     def _fail_versions(
         self, conn: sqlite3.Connection, model_ids: Sequence[int], exc: BaseException
@@ -434,10 +268,6 @@ class SqlitePublisher:
         except Exception as cleanup:  # must not mask the original error
             exc.add_note(f"marking models {list(model_ids)} failed also failed: {cleanup!r}")
             log.exception("could not mark models %s failed", list(model_ids))
-
-    def _version(self, conn: sqlite3.Connection, model_id: int) -> ModelVersion:
-        row = conn.execute(f"SELECT {_MODEL_FIELDS} FROM model WHERE id = ?", (model_id,))
-        return _model_version(row.fetchone())
 
 
 # -- migrations --------------------------------------------------------------------------------
@@ -502,65 +332,3 @@ def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.rollback()
         raise
     conn.execute("COMMIT")
-
-
-# -- SQL ---------------------------------------------------------------------------------------
-
-_MODEL_FIELDS: Final = (
-    "id, site, type, status, as_of, row_count, params, metrics, created_at, finished_at, error"
-)
-
-#: The serving query; parameters: site, model type, source entity id, JSON array of article ids
-#: to exclude, limit. The scalar subquery finds the one current version (``model_one_current``
-#: guarantees one) through ``model_site_type_status``; the primary key of ``recommendation``
-#: then yields the entity's list already in rank order, so LIMIT stops early and nothing is
-#: sorted. (The equivalent JOIN makes SQLite sort, not knowing only one version matches.) The
-#: exclusions travel as one JSON parameter, so their number is not bounded by SQLite's
-#: parameter limit; Postgres would take an array.
-SERVING_QUERY: Final = """
-SELECT r.recommended_article_id, r.score, r.model_id
-FROM recommendation r
-WHERE r.model_id = (SELECT id FROM model WHERE site = ? AND type = ? AND status = 'current')
-  AND r.source_entity_id = ?
-  AND r.recommended_article_id NOT IN (SELECT value FROM json_each(?))
-ORDER BY r.rank
-LIMIT ?
-"""
-
-# Multi-argument min()/max() compare the fixed-width timestamp text; "newest" for the
-# descriptive columns is decided by last_seen, not by the order of the loads.
-_UPSERT_ARTICLE: Final = """
-INSERT INTO article
-    (site, article_id, path, title, published_at, first_seen, last_seen, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (site, article_id) DO UPDATE SET
-    path = CASE WHEN excluded.last_seen >= article.last_seen
-                THEN coalesce(excluded.path, article.path)
-                ELSE coalesce(article.path, excluded.path) END,
-    title = CASE WHEN excluded.last_seen >= article.last_seen
-                 THEN coalesce(excluded.title, article.title)
-                 ELSE coalesce(article.title, excluded.title) END,
-    published_at = CASE WHEN excluded.last_seen >= article.last_seen
-                        THEN coalesce(excluded.published_at, article.published_at)
-                        ELSE coalesce(article.published_at, excluded.published_at) END,
-    first_seen = min(article.first_seen, excluded.first_seen),
-    last_seen = max(article.last_seen, excluded.last_seen),
-    updated_at = excluded.updated_at
-"""
-
-
-def _model_version(row: tuple[Any, ...]) -> ModelVersion:
-    (id_, site, kind, status, as_of, rows, params, metrics, created, finished, error) = row
-    return ModelVersion(
-        id=int(id_),
-        site=site,
-        model_type=cast(ModelType, kind),
-        status=cast(ModelStatus, status),
-        as_of=_parse_ts(as_of),
-        rows=int(rows),
-        params=json.loads(params),
-        metrics=json.loads(metrics),
-        created_at=_parse_ts(created),
-        finished_at=None if finished is None else _parse_ts(finished),
-        error=error,
-    )
