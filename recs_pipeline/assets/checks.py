@@ -17,7 +17,8 @@ Every check evaluates each day of the run; a range passes only when every day do
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 import dagster as dg
 import pandas as pd
@@ -137,72 +138,75 @@ def _combine(
     )
 
 
+def _ranker_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
+    return ranker_verdict(site, ranker_info(lake, site, day), _served_by_ranker(lake, site, day))
+
+
+def _coverage_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
+    return coverage_verdict(site, ranker_info(lake, site, day), _served_by_ranker(lake, site, day))
+
+
+def _readers_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
+    recs = lake.read_partition(site.name, "user_recommendations", day)
+    engagement = lake.read_partitions(
+        site.name, "engagement", window_days(day, site.engagement.window_days)
+    )
+    readers = (
+        int(engagement["user_id"].nunique()) if engagement is not None and len(engagement) else 0
+    )
+    return readers_verdict(site, recs, readers)
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One check of the gate: its name and description in the UI, and a day's verdict."""
+
+    name: str
+    description: str
+    day_verdict: Callable[[Lake, SiteConfig, str], DayVerdict]
+    #: Whether the verdict reads the day's ``ranker_model`` (then a dependency of the check).
+    reads_ranker: bool = True
+
+
+GATE: Final = (
+    GateCheck(
+        "ranker_beats_best_baseline",
+        "The ranker's held-out NDCG@10 beats the best baseline by the site's margin.",
+        _ranker_day,
+    ),
+    GateCheck(
+        "coverage_above_floor",
+        "The served model's validation coverage is above the site's floor.",
+        _coverage_day,
+    ),
+    GateCheck(
+        "enough_readers_have_recommendations",
+        "Enough of the window's readers have a list.",
+        _readers_day,
+        reads_ranker=False,
+    ),
+)
+
+
+def _gate_check(site: SiteConfig, check: GateCheck) -> dg.AssetChecksDefinition:
+    """A blocking check on ``user_recommendations``: the check's verdict on each day of the run."""
+
+    @dg.asset_check(
+        asset=key(site, "user_recommendations"),
+        name=check.name,
+        blocking=True,
+        partitions_def=daily_partitions(site),
+        additional_deps=[key(site, "ranker_model")] if check.reads_ranker else None,
+        description=check.description,
+    )
+    def gate_check(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        store = lake.lake()
+        return _combine(context, lambda day: check.day_verdict(store, site, day))
+
+    return gate_check
+
+
 def build_gate_checks(site: SiteConfig) -> list[dg.AssetChecksDefinition]:
-    target = key(site, "user_recommendations")
-    partitions = daily_partitions(site)
-
-    @dg.asset_check(
-        asset=target,
-        name="ranker_beats_best_baseline",
-        blocking=True,
-        partitions_def=partitions,
-        additional_deps=[key(site, "ranker_model")],
-        description="The ranker's held-out NDCG@10 beats the best baseline by the site's margin.",
-    )
-    def ranker_beats_best_baseline(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
-    ) -> dg.AssetCheckResult:
-        store = lake.lake()
-        return _combine(
-            context,
-            lambda day: ranker_verdict(
-                site, ranker_info(store, site, day), _served_by_ranker(store, site, day)
-            ),
-        )
-
-    @dg.asset_check(
-        asset=target,
-        name="coverage_above_floor",
-        blocking=True,
-        partitions_def=partitions,
-        additional_deps=[key(site, "ranker_model")],
-        description="The served model's validation coverage is above the site's floor.",
-    )
-    def coverage_above_floor(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
-    ) -> dg.AssetCheckResult:
-        store = lake.lake()
-        return _combine(
-            context,
-            lambda day: coverage_verdict(
-                site, ranker_info(store, site, day), _served_by_ranker(store, site, day)
-            ),
-        )
-
-    @dg.asset_check(
-        asset=target,
-        name="enough_readers_have_recommendations",
-        blocking=True,
-        partitions_def=partitions,
-        description="Enough of the window's readers have a list.",
-    )
-    def enough_readers_have_recommendations(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
-    ) -> dg.AssetCheckResult:
-        store = lake.lake()
-
-        def verdict(day: str) -> DayVerdict:
-            recs = store.read_partition(site.name, "user_recommendations", day)
-            engagement = store.read_partitions(
-                site.name, "engagement", window_days(day, site.engagement.window_days)
-            )
-            readers = (
-                int(engagement["user_id"].nunique())
-                if engagement is not None and len(engagement)
-                else 0
-            )
-            return readers_verdict(site, recs, readers)
-
-        return _combine(context, verdict)
-
-    return [ranker_beats_best_baseline, coverage_above_floor, enough_readers_have_recommendations]
+    return [_gate_check(site, check) for check in GATE]
