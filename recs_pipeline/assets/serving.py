@@ -33,6 +33,27 @@ def read_articles_recommended(recommendations: pd.DataFrame, interactions: pd.Da
     return len(recommendations[pair].merge(read, on=pair, how="inner"))
 
 
+def article_registry(pages: pd.DataFrame) -> pd.DataFrame:
+    """One row per article of ``pages`` for the serving ``article`` table.
+
+    The window is the widest seen; path, title and publish time are the newest known (by
+    ``last_seen``), null only where no page row has one (no page fetcher, or the CMS said
+    nothing), so a publish never blanks what the registry already holds.
+    """
+    described = [column for column in ("path", "title", "published_at") if column in pages]
+    newest_last = pages.sort_values("last_seen", kind="stable")
+    return (
+        newest_last.groupby("article_id", sort=True)
+        .agg(
+            first_seen=("first_seen", "min"),
+            last_seen=("last_seen", "max"),
+            # ``last`` skips nulls: the newest non-null value of each column.
+            **{column: (column, "last") for column in described},
+        )
+        .reset_index()
+    )
+
+
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     ranker = site.models.ranker
@@ -155,17 +176,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         started = run_started(context)
         articles = 0
         if len(pages):
-            registry = (
-                pages.groupby("article_id", sort=True)
-                .agg(
-                    path=("path", "last"),
-                    first_seen=("first_seen", "min"),
-                    last_seen=("last_seen", "max"),
-                )
-                .reset_index()
-                .assign(title=None, published_at=None)
-            )
-            articles = target.upsert_articles(site.name, registry)
+            articles = target.upsert_articles(site.name, article_registry(pages))
         versions = []
         # In a range (a backfill), only the newest `keep_versions` days can survive retention:
         # publishing the older ones would write millions of rows only to delete them.
