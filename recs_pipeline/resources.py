@@ -1,6 +1,8 @@
 """Dagster resources: the lake (as an IO manager and as a store), the publisher and the clock."""
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +13,7 @@ from pydantic import Field
 from recs_pipeline.adapters.lake import Lake, lake_from_url
 from recs_pipeline.adapters.publishing import Publisher, publisher_from_url
 from recs_pipeline.core import schemas
+from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.timeframe import as_of_for_day, parse_moment
 
 
@@ -22,11 +25,17 @@ def site_and_asset(key: dg.AssetKey) -> tuple[str, str]:
 class LakeIOManager(dg.ConfigurableIOManager):
     """Stores day-partitioned DataFrames as Parquet partitions of the lake.
 
-    A run over a range of partitions (a single-run backfill) hands over one frame with a ``date``
-    column; each of the run's days is written as its own partition, an empty one included, so a
-    re-run replaces exactly what it owns. Loading an input reads the upstream partitions the
-    partition mapping asks for and skips the ones never written (a trailing window that reaches
-    back before the first day of data).
+    An asset hands over either one frame with a ``date`` column (a run over a range of partitions,
+    a single-run backfill, splits it by day) or a ``DayFrames`` / iterable of ``(day, frame)``
+    pairs, whose days are written one by one as they are produced, so a long range never sits in
+    memory. Either way every day of the run gets its partition, an empty one for a day without
+    rows, and rows of a day outside the run are refused: a re-run replaces exactly what it owns.
+    (An asset returns a ``DayFrames`` rather than a generator of pairs: Dagster takes a returned
+    generator for the asset's own stream of events.)
+
+    An input annotated ``DayFrames`` gets the upstream partitions lazily, each read when its day
+    is asked for; any other input gets them read and concatenated into one frame. Partitions never
+    written are skipped either way (a trailing window that reaches back before the first day).
     """
 
     url: str = Field(description="Folder or URL of the lake (RECS_LAKE_URL)")
@@ -34,36 +43,101 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def lake(self) -> Lake:
         return lake_from_url(self.url)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        """``obj``: a DataFrame, a ``DayFrames``, (day, frame) pairs, or None (nothing stored)."""
         if obj is None:
             return
-        if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a DataFrame")
         if not context.has_asset_partitions:
             raise ValueError("the lake stores day-partitioned assets only")
         site, asset = site_and_asset(context.asset_key)
-        lake = self.lake()
-        days = context.asset_partition_keys
-        if schemas.DATE not in obj.columns:
+        days = list(context.asset_partition_keys)
+        if isinstance(obj, pd.DataFrame):
+            self._write_frame(site, asset, days, obj)
+        elif isinstance(obj, Iterable) and not isinstance(obj, str | bytes | Mapping):
+            self._write_days(site, asset, days, obj)
+        else:
+            raise TypeError(
+                f"{site}/{asset}: expected a DataFrame, DayFrames or (day, frame) pairs, "
+                f"got {type(obj).__name__}"
+            )
+        if len(days) == 1:
+            path = self.lake().partition_path(site, asset, days[0])
+            context.add_output_metadata({"path": dg.MetadataValue.path(path)})
+        if isinstance(obj, DayFrames):
+            context.add_output_metadata(obj.summary())
+
+    def _write_frame(self, site: str, asset: str, days: list[str], frame: pd.DataFrame) -> None:
+        """A frame of the whole run, checked before any partition is replaced."""
+        if schemas.DATE not in frame.columns:
             raise ValueError(f"{site}/{asset}: a partitioned frame needs a `date` column")
-        unknown = set(obj[schemas.DATE].astype(str).unique()) - set(days)
+        unknown = set(frame[schemas.DATE].astype(str).unique()) - set(days)
         if unknown:
             raise ValueError(f"{site}/{asset}: rows for days outside the run: {sorted(unknown)}")
-        groups = dict(tuple(obj.groupby(obj[schemas.DATE].astype(str), sort=True)))
+        lake = self.lake()
+        groups = dict(tuple(frame.groupby(frame[schemas.DATE].astype(str), sort=True)))
         for day in days:
-            part = groups.get(day, obj.iloc[0:0])
-            lake.write_partition(site, asset, day, part)
-        if len(days) == 1:
-            context.add_output_metadata(
-                {"path": dg.MetadataValue.path(lake.partition_path(site, asset, days[0]))}
-            )
+            lake.write_partition(site, asset, day, groups.get(day, frame.iloc[0:0]))
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def _write_days(
+        self, site: str, asset: str, days: list[str], pairs: Iterable[tuple[str, pd.DataFrame]]
+    ) -> None:
+        """Each day's frame written as it is produced; run days without one written empty.
+
+        A day is checked before its partition is written: a day outside the run, a day given
+        twice or a frame holding another day's rows stops the run there (the days written before
+        it keep their new partitions, each of them complete).
+        """
+        lake = self.lake()
+        run = set(days)
+        written: set[str] = set()
+        empty: pd.DataFrame | None = None
+        for day, frame in pairs:
+            if day not in run:
+                raise ValueError(f"{site}/{asset}: rows for days outside the run: [{day!r}]")
+            if day in written:
+                raise ValueError(f"{site}/{asset}: day {day} was given twice")
+            if not isinstance(frame, pd.DataFrame):
+                raise TypeError(f"{site}/{asset} {day}: expected a DataFrame")
+            if schemas.DATE in frame.columns and len(frame):
+                other = set(frame[schemas.DATE].astype(str).unique()) - {day}
+                if other:
+                    raise ValueError(
+                        f"{site}/{asset}: rows for days outside the run: {sorted(other)} "
+                        f"(in the frame of {day})"
+                    )
+            lake.write_partition(site, asset, day, frame)
+            written.add(day)
+            if empty is None:
+                empty = frame.iloc[0:0].copy()  # a slice would keep the day's columns alive
+            del frame
+        for day in days:
+            if day not in written:
+                missing = empty if empty is not None else pd.DataFrame(columns=[schemas.DATE])
+                lake.write_partition(site, asset, day, missing)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | DayFrames:
         assert context.upstream_output is not None
         site, asset = site_and_asset(context.asset_key)
         days = context.asset_partition_keys if context.has_asset_partitions else []
-        frame = self.lake().read_partitions(site, asset, days)
+        lake = self.lake()
+        if wants_day_frames(context):
+            present = [day for day in sorted(days) if lake.has_partition(site, asset, day)]
+            return DayFrames({day: partial(_read_day, lake, site, asset, day) for day in present})
+        frame = lake.read_partitions(site, asset, days)
         return frame if frame is not None else pd.DataFrame(columns=[schemas.DATE])
+
+
+def wants_day_frames(context: dg.InputContext) -> bool:
+    """Whether the input is annotated ``DayFrames`` (load day by day) rather than a frame."""
+    return getattr(context.dagster_type, "typing_type", None) is DayFrames
+
+
+def _read_day(lake: Lake, site: str, asset: str, day: str) -> pd.DataFrame:
+    frame = lake.read_partition(site, asset, day)
+    # Written by the run that listed it; gone only if something deleted it since.
+    if frame is None:
+        raise FileNotFoundError(f"{site}/{asset}: partition {day} disappeared")
+    return frame
 
 
 class LakeResource(dg.ConfigurableResource):
