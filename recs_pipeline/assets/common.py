@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from recs_pipeline.core.schemas import DATE
@@ -65,6 +66,26 @@ def numeric(values: Mapping[str, float | int]) -> dict[str, dg.MetadataValue]:
             else dg.MetadataValue.float(float(value))
         )
     return out
+
+
+class DistinctCount:
+    """How many distinct values a stage saw over days it let go of (users, articles).
+
+    Values are kept as 64-bit hashes, a few bytes each instead of the strings, so counting a
+    long range's readers costs little next to one day's frame.
+    """
+
+    def __init__(self) -> None:
+        self._seen = np.empty(0, dtype="uint64")
+
+    def add(self, values: pd.Series) -> None:
+        distinct = np.asarray(values.dropna().unique(), dtype=object)
+        if len(distinct):
+            hashed = pd.util.hash_array(distinct.astype(str).astype(object))
+            self._seen = np.union1d(self._seen, hashed)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 def site_asset(

@@ -2,8 +2,11 @@
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from recs_pipeline.adapters.pages import page_fetcher
@@ -12,17 +15,19 @@ from recs_pipeline.adapters.sources import event_source
 from recs_pipeline.assets.common import (
     LAKE_IO,
     SINGLE_RUN,
+    DistinctCount,
     concat_days,
     daily_partitions,
     key,
     markdown_table,
     numeric,
-    of_days,
     run_days,
     site_asset,
 )
 from recs_pipeline.core import schemas
+from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.engagement import daily_engagement, daily_pages
+from recs_pipeline.core.events import DayEvents
 from recs_pipeline.core.page_registry import due_for_fetch, merge, metadata_for_pages
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.resources import Clock, LakeResource, run_started
@@ -33,6 +38,109 @@ class PagesRunConfig(dg.Config):
     and overwrites the registry whatever its modified time (backfills after a CMS migration)."""
 
     force_refetch: bool = False
+
+
+PAGE_META = list(schemas.PAGE_METADATA_COLUMNS)
+
+
+def with_page_metadata(pages: pd.DataFrame, registry: pd.DataFrame | None) -> pd.DataFrame:
+    """A day's pages with what the page registry says about them (nothing without a fetcher)."""
+    pages = pages.copy()
+    if registry is not None:
+        pages[PAGE_META] = metadata_for_pages(registry, pages)
+    else:
+        for column in PAGE_META:
+            pages[column] = None
+    pages = pages.astype({"title": "string", "section": "string", "in_house": "boolean"})
+    pages["published_at"] = pd.to_datetime(pages["published_at"], utc=True).astype(
+        "datetime64[ms, UTC]"
+    )
+    return pages[[*schemas.PAGE_COLUMNS, *PAGE_META]]
+
+
+class SourceDays:
+    """One pass over an event source's days, shared by ``raw_events`` and ``quarantined_events``.
+
+    The lake IO manager writes ``raw_events`` day by day, then ``quarantined_events``: each day is
+    read from the source once, when ``raw_events`` asks for it; its events go straight to the
+    lake and its quarantined lines (a small share of a day) wait for the second output. The
+    counts of every day read make both outputs' metadata.
+    """
+
+    def __init__(
+        self, reads: Iterator[tuple[dt.date, DayEvents]], log: Callable[[str], None]
+    ) -> None:
+        self._reads = reads
+        self._log = log
+        self._events: dict[str, pd.DataFrame] = {}
+        self._quarantine: dict[str, pd.DataFrame] = {}
+        self.totals: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.non_article: Counter[str] = Counter()
+        self.users = DistinctCount()
+        self.articles = DistinctCount()
+
+    def events(self, day: str) -> pd.DataFrame:
+        """The day's events, handed over once (a day asked for again is read again)."""
+        self._read_until(day, self._events)
+        return self._events.pop(day)
+
+    def quarantine(self, day: str) -> pd.DataFrame:
+        self._read_until(day, self._quarantine)
+        return self._quarantine.pop(day)
+
+    def _read_until(self, day: str, kept: dict[str, pd.DataFrame]) -> None:
+        while day not in kept:
+            try:
+                read_day, result = next(self._reads)
+            except StopIteration:
+                raise LookupError(f"the event source gave nothing for {day}") from None
+            key = read_day.isoformat()
+            self._count(key, result)
+            self._events[key] = result.events
+            self._quarantine[key] = result.quarantine
+            del result
+
+    def _count(self, day: str, result: DayEvents) -> None:
+        events = result.events
+        self.reasons.update(result.quarantined_by_reason)
+        self.non_article.update(result.non_article_by_reason)
+        self.totals.update(
+            lines_read=result.lines_read,
+            events=len(events),
+            duplicates=result.duplicates,
+            non_article_events=result.non_article_events,
+            ignored_events=result.ignored_events,
+            quarantined=len(result.quarantine),
+            page_views=int((events["event_name"] == "page_view").sum()),
+        )
+        self.users.add(events["user_id"])
+        self.articles.add(events["article_id"])
+        self._log(
+            f"{day}: {len(events):,} events, {len(result.quarantine):,} quarantined, "
+            f"{result.duplicates:,} duplicates"
+        )
+
+    def events_summary(self) -> dict[str, object]:
+        totals = dict(self.totals)
+        return {
+            **numeric({name: n for name, n in totals.items() if name != "page_views"}),
+            **numeric({f"non_article_{name}": n for name, n in sorted(self.non_article.items())}),
+            "users": dg.MetadataValue.int(len(self.users)),
+            "articles": dg.MetadataValue.int(len(self.articles)),
+            "page_views": dg.MetadataValue.int(totals.get("page_views", 0)),
+            "dagster/row_count": dg.MetadataValue.int(totals.get("events", 0)),
+        }
+
+    def quarantine_summary(self) -> dict[str, object]:
+        reasons = sorted(self.reasons.items())
+        return {
+            "dagster/row_count": dg.MetadataValue.int(self.totals.get("quarantined", 0)),
+            **numeric({f"reason_{name}": count for name, count in reasons}),
+            "by_reason": markdown_table(
+                pd.DataFrame(reasons, columns=["reason", "lines"]), rows=50
+            ),
+        }
 
 
 def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
@@ -65,55 +173,25 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         group_name=group,
         backfill_policy=SINGLE_RUN,
     )
-    def ingest_events(context: dg.AssetExecutionContext) -> tuple[pd.DataFrame, pd.DataFrame]:
-        source = event_source(site)
-        days = [dt.date.fromisoformat(day) for day in run_days(context)]
-        events: list[pd.DataFrame] = []
-        quarantine: list[pd.DataFrame] = []
-        totals: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
-        non_article: Counter[str] = Counter()
-        for day, result in source.read_days(days, now=run_started(context)):
-            events.append(result.events)
-            quarantine.append(result.quarantine)
-            reasons.update(result.quarantined_by_reason)
-            totals.update(
-                lines_read=result.lines_read,
-                events=len(result.events),
-                duplicates=result.duplicates,
-                non_article_events=result.non_article_events,
-                ignored_events=result.ignored_events,
-                quarantined=len(result.quarantine),
-            )
-            non_article.update(result.non_article_by_reason)
-            context.log.info(
-                f"{site.name} {day}: {len(result.events):,} events, "
-                f"{len(result.quarantine):,} quarantined, {result.duplicates:,} duplicates"
-            )
-        raw = pd.concat(events, ignore_index=True)
-        bad = pd.concat(quarantine, ignore_index=True)
-        context.add_output_metadata(
-            {
-                **numeric(dict(totals)),
-                **numeric({f"non_article_{name}": n for name, n in sorted(non_article.items())}),
-                "users": dg.MetadataValue.int(int(raw["user_id"].nunique())),
-                "articles": dg.MetadataValue.int(int(raw["article_id"].nunique())),
-                "page_views": dg.MetadataValue.int(int((raw["event_name"] == "page_view").sum())),
-                "dagster/row_count": dg.MetadataValue.int(len(raw)),
-            },
-            output_name="raw_events",
+    def ingest_events(context: dg.AssetExecutionContext) -> tuple[DayFrames, DayFrames]:
+        days = run_days(context)
+        reads = SourceDays(
+            event_source(site).read_days(
+                [dt.date.fromisoformat(day) for day in days], now=run_started(context)
+            ),
+            log=lambda line: context.log.info(f"{site.name} {line}"),
         )
-        context.add_output_metadata(
-            {
-                "dagster/row_count": dg.MetadataValue.int(len(bad)),
-                **numeric({f"reason_{name}": count for name, count in sorted(reasons.items())}),
-                "by_reason": markdown_table(
-                    pd.DataFrame(sorted(reasons.items()), columns=["reason", "lines"]), rows=50
-                ),
-            },
-            output_name="quarantined_events",
+        events = DayFrames(
+            {day: partial(reads.events, day) for day in days},
+            columns=schemas.EVENT_COLUMNS,
+            summary=reads.events_summary,
         )
-        return raw, bad
+        quarantine = DayFrames(
+            {day: partial(reads.quarantine, day) for day in days},
+            columns=schemas.QUARANTINE_COLUMNS,
+            summary=reads.quarantine_summary,
+        )
+        return events, quarantine
 
     @site_asset(
         site,
@@ -122,10 +200,10 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     )
     def pages(
         context: dg.AssetExecutionContext,
-        raw_events: pd.DataFrame,
+        raw_events: DayFrames,
         lake: LakeResource,
         config: PagesRunConfig,
-    ) -> pd.DataFrame:
+    ) -> DayFrames:
         """Articles seen each day: id, most frequent path, first and last view, readers, and
         what the site's CMS says about them (title, publish time, section, in-house).
 
@@ -134,9 +212,11 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         with ``force_refetch``), within the site's politeness limits. A failing CMS never fails
         the run: its pages keep their ids and are asked again next time.
         """
-        frames = [daily_pages(of_days(raw_events, [day]), day) for day in run_days(context)]
-        frame = concat_days(frames, schemas.PAGE_COLUMNS)
+        # One day of events at a time; the articles of the run's days are few enough to keep.
+        days = {day: daily_pages(raw_events.load(day), day) for day in run_days(context)}
+        frame = concat_days(list(days.values()), schemas.PAGE_COLUMNS)
         meta: dict[str, dg.MetadataValue] = {}
+        registry: pd.DataFrame | None = None
         fetcher = page_fetcher(site)
         if fetcher is not None:
             store = PageRegistryStore(lake.lake(), site.name)
@@ -170,14 +250,9 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 ),
                 "registry": dg.MetadataValue.path(store.path),
             }
-            frame[list(schemas.PAGE_METADATA_COLUMNS)] = metadata_for_pages(registry, frame)
-        else:
-            for column in schemas.PAGE_METADATA_COLUMNS:
-                frame[column] = None
-        frame = frame.astype(
-            {"title": "string", "section": "string", "in_house": "boolean"}
-        ).assign(published_at=pd.to_datetime(frame["published_at"], utc=True))
-        frame["published_at"] = frame["published_at"].astype("datetime64[ms, UTC]")
+        # Each day is finished on its own, so a day's partition is the same in a range as alone.
+        finished = {day: with_page_metadata(rows, registry) for day, rows in days.items()}
+        frame = concat_days(list(finished.values()), [*schemas.PAGE_COLUMNS, *PAGE_META])
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
@@ -190,7 +265,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 ),
             }
         )
-        return frame[[*schemas.PAGE_COLUMNS, *schemas.PAGE_METADATA_COLUMNS]]
+        return DayFrames.of_days(finished, columns=[*schemas.PAGE_COLUMNS, *PAGE_META])
 
     @site_asset(
         site,
@@ -198,31 +273,43 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
     )
     def engagement(
-        context: dg.AssetExecutionContext, raw_events: pd.DataFrame, clock: Clock
-    ) -> pd.DataFrame:
-        """Views, heartbeats and dwell seconds per (user, article, day), as of the run's moment."""
+        context: dg.AssetExecutionContext, raw_events: DayFrames, clock: Clock
+    ) -> DayFrames:
+        """Views, heartbeats and dwell seconds per (user, article, day), as of the run's moment.
+
+        Computed one day at a time as the lake IO manager writes it, from that day's events only.
+        """
         started = run_started(context)
-        frames = []
-        for day in run_days(context):
-            as_of = clock.as_of_for(day, site.tz, started)
-            frames.append(
-                daily_engagement(
-                    of_days(raw_events, [day]),
-                    day,
-                    as_of,
-                    site.events.heartbeat_seconds,
-                )
+        users, articles = DistinctCount(), DistinctCount()
+        dwell: list[np.ndarray] = []
+
+        def day_engagement(day: str) -> pd.DataFrame:
+            frame = daily_engagement(
+                raw_events.load(day),
+                day,
+                clock.as_of_for(day, site.tz, started),
+                site.events.heartbeat_seconds,
             )
-        frame = concat_days(frames, schemas.ENGAGEMENT_COLUMNS)
-        dwell = frame["dwell_seconds"].astype("float64") if not frame.empty else pd.Series([0.0])
-        context.add_output_metadata(
-            {
-                "dagster/row_count": dg.MetadataValue.int(len(frame)),
-                "users": dg.MetadataValue.int(int(frame["user_id"].nunique())),
-                "articles": dg.MetadataValue.int(int(frame["article_id"].nunique())),
-                "median_dwell_seconds": dg.MetadataValue.float(float(dwell.median())),
+            users.add(frame["user_id"])
+            articles.add(frame["article_id"])
+            dwell.append(frame["dwell_seconds"].to_numpy(dtype="float64"))
+            return frame
+
+        def summary() -> dict[str, object]:
+            seconds = np.concatenate(dwell) if dwell else np.empty(0)
+            return {
+                "dagster/row_count": dg.MetadataValue.int(len(seconds)),
+                "users": dg.MetadataValue.int(len(users)),
+                "articles": dg.MetadataValue.int(len(articles)),
+                "median_dwell_seconds": dg.MetadataValue.float(
+                    float(np.median(seconds)) if len(seconds) else 0.0
+                ),
             }
+
+        return DayFrames(
+            {day: partial(day_engagement, day) for day in run_days(context)},
+            columns=schemas.ENGAGEMENT_COLUMNS,
+            summary=summary,
         )
-        return frame
 
     return [ingest_events, pages, engagement]

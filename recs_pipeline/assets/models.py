@@ -2,28 +2,29 @@
 
 import dataclasses
 import json
+from functools import partial
 
 import dagster as dg
 import pandas as pd
 
 from recs_pipeline.assets.common import (
+    DistinctCount,
     concat_days,
     key,
     markdown_table,
     numeric,
-    of_days,
     run_days,
     site_asset,
     trailing_window,
 )
 from recs_pipeline.core import schemas
 from recs_pipeline.core.als import AlsModel, AlsParams, load_model, save_model, train_als
+from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
 from recs_pipeline.core.engagement import window_interactions
 from recs_pipeline.core.matrix import build_matrix
 from recs_pipeline.core.popularity import popular_articles as rank_popular
 from recs_pipeline.core.similarity import similar_articles as rank_similar
 from recs_pipeline.core.site import SiteConfig
-from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, run_started
 
 MODEL_FILE = "model.npz"
@@ -62,37 +63,48 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         },
     )
     def interactions(
-        context: dg.AssetExecutionContext, engagement: pd.DataFrame, clock: Clock
-    ) -> pd.DataFrame:
+        context: dg.AssetExecutionContext, engagement: DayFrames, clock: Clock
+    ) -> DayFrames:
         """User x article reads over the trailing window (default 28 days) as of each day.
 
         The site's thresholds decide what a real read is; ``weight`` is the models' confidence
-        (dwell seconds, or views for click-only sources).
+        (dwell seconds, or views for click-only sources). Days are computed one at a time as
+        the lake IO manager writes them, each engagement partition read once and kept only
+        while a window still covers it.
         """
         started = run_started(context)
-        frames = []
+        windows = TrailingWindow(engagement, window)
+        users, articles = DistinctCount(), DistinctCount()
         counts: dict[str, int] = {}
-        for day in run_days(context):
+        rows = 0
+
+        def day_interactions(day: str) -> pd.DataFrame:
+            nonlocal counts, rows
             as_of = clock.as_of_for(day, site.tz, started)
-            rows = of_days(engagement, window_days(day, window))
-            frame, day_counts = window_interactions(rows, day, as_of, site.engagement, has_dwell)
-            frames.append(frame)
-            counts = day_counts
-        frame = concat_days(frames, schemas.INTERACTION_COLUMNS)
-        users = int(frame["user_id"].nunique()) if len(frame) else 0
-        articles = int(frame["article_id"].nunique()) if len(frame) else 0
-        context.add_output_metadata(
-            {
-                "dagster/row_count": dg.MetadataValue.int(len(frame)),
-                "users": dg.MetadataValue.int(users),
-                "articles": dg.MetadataValue.int(articles),
+            frame, counts = window_interactions(
+                windows.rows(day), day, as_of, site.engagement, has_dwell
+            )
+            users.add(frame["user_id"])
+            articles.add(frame["article_id"])
+            rows += len(frame)
+            return frame
+
+        def summary() -> dict[str, object]:
+            return {
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "users": dg.MetadataValue.int(len(users)),
+                "articles": dg.MetadataValue.int(len(articles)),
                 "density": dg.MetadataValue.float(
-                    len(frame) / (users * articles) if users and articles else 0.0
+                    rows / (len(users) * len(articles)) if len(users) and len(articles) else 0.0
                 ),
                 **numeric(counts),
             }
+
+        return DayFrames(
+            {day: partial(day_interactions, day) for day in run_days(context)},
+            columns=schemas.INTERACTION_COLUMNS,
+            summary=summary,
         )
-        return frame
 
     @site_asset(
         site,
@@ -102,7 +114,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         stored=False,
     )
     def als_model(
-        context: dg.AssetExecutionContext, interactions: pd.DataFrame, lake: LakeResource
+        context: dg.AssetExecutionContext, interactions: DayFrames, lake: LakeResource
     ) -> dg.MaterializeResult:
         """Implicit ALS user and article factors, trained on each day's interactions.
 
@@ -115,7 +127,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         seconds = 0.0
         info: dict[str, object] = {}
         for day in run_days(context):
-            rows = of_days(interactions, [day])
+            rows = interactions.load(day)
             try:
                 matrix = build_matrix(rows)
                 model = train_als(matrix, params)
@@ -160,15 +172,16 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         },
     )
     def popular_articles(
-        context: dg.AssetExecutionContext, engagement: pd.DataFrame, clock: Clock
+        context: dg.AssetExecutionContext, engagement: DayFrames, clock: Clock
     ) -> pd.DataFrame:
         """Time-decayed popularity: the cold-start and default list (best article scores 1)."""
         config = site.models.popular
         started = run_started(context)
+        windows = TrailingWindow(engagement, config.window_days)
         frames = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
-            rows = of_days(engagement, window_days(day, config.window_days))
+            rows = windows.rows(day)
             if rows.empty:
                 continue
             rows = rows.assign(weight=rows["dwell_seconds"] if has_dwell else rows["views"])
@@ -196,7 +209,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     )
     def similar_articles(
         context: dg.AssetExecutionContext,
-        interactions: pd.DataFrame,
+        interactions: DayFrames,
         clock: Clock,
         lake: LakeResource,
     ) -> pd.DataFrame:
@@ -208,7 +221,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             model = load_als(lake, site, day)
             if model is None:
                 continue
-            rows = of_days(interactions, [day])
+            rows = interactions.load(day)
             first_seen = rows.groupby("article_id")["article_first_seen"].min()
             ranked = rank_similar(
                 model,
