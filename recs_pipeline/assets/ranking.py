@@ -50,6 +50,7 @@ def ranker_params(site: SiteConfig) -> RankerParams:
     config = site.models.ranker
     return RankerParams(
         label_hours=config.label_hours,
+        anchor_step_hours=config.anchor_step_hours,
         training_slots=config.training_slots,
         validation_slots=config.validation_slots,
         max_users_per_slot=config.max_users_per_slot,
@@ -59,6 +60,7 @@ def ranker_params(site: SiteConfig) -> RankerParams:
         min_child_samples=config.min_child_samples,
         candidates=CandidateParams(
             lookback_hours=config.history_days * 24.0,
+            pop_now_n=config.pop_now_n,
             pop_hour_n=config.pop_hour_n,
             pop_day_n=config.pop_day_n,
             fresh_n=config.fresh_n,
@@ -179,7 +181,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         "ranker_model",
         ins={
             "raw_events": dg.AssetIn(
-                key(site, "raw_events"), partition_mapping=trailing_window(config.history_days + 2)
+                key(site, "raw_events"), partition_mapping=trailing_window(config.training_days)
             )
         },
         deps=[key(site, "als_model"), key(site, "similar_articles"), key(site, "pages")],
@@ -212,9 +214,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             if not config.enabled:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
             else:
-                ctx = day_ranking_context(
-                    raw_events, lake, site, day, as_of, config.history_days + 2
-                )
+                ctx = day_ranking_context(raw_events, lake, site, day, as_of, config.training_days)
                 try:
                     model = train_ranker(ctx, as_of, params, baseline_params(site))
                 except ValueError as error:

@@ -37,9 +37,10 @@ __all__ = [
 ]
 
 #: Generators in the order their columns appear; each gives ``<name>_score`` and ``<name>_rank``.
-GENERATORS = ("pop_hour", "pop_day", "fresh", "covisit", "next", "similar", "als")
+GENERATORS = ("pop_now", "pop_hour", "pop_day", "fresh", "covisit", "next", "similar", "als")
 
 HOUR = 3600.0
+_GENERATOR = {name: index for index, name in enumerate(GENERATORS)}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class CandidateParams:
 
     #: Clicks older than this (before the moment) are ignored by popularity and co-visitation.
     lookback_hours: float = 7 * 24.0
+    #: Minutes-scale popularity: what is being opened right now (the strongest 2-hour signal).
+    pop_now_half_life_hours: float = 0.1
+    pop_now_n: int = 30
     pop_hour_half_life_hours: float = 1.0
     pop_day_half_life_hours: float = 24.0
     pop_hour_n: int = 50
@@ -148,9 +152,13 @@ class ArticleStats:
     """Per-article numbers as of a moment (arrays indexed by article code)."""
 
     moment: float
+    pop_now: np.ndarray
     pop_hour: np.ndarray
     pop_day: np.ndarray
     pop_short: np.ndarray
+    clicks_2m: np.ndarray
+    clicks_5m: np.ndarray
+    clicks_10m: np.ndarray
     clicks_15m: np.ndarray
     clicks_1h: np.ndarray
     clicks_6h: np.ndarray
@@ -195,9 +203,13 @@ def article_stats(
     age = np.where(first < now, (now - first) / HOUR, np.inf)
     return ArticleStats(
         moment=now,
+        pop_now=decayed(params.pop_now_half_life_hours),
         pop_hour=decayed(params.pop_hour_half_life_hours),
         pop_day=decayed(params.pop_day_half_life_hours),
         pop_short=decayed(params.pop_short_half_life_hours),
+        clicks_2m=recent(2 / 60),
+        clicks_5m=recent(5 / 60),
+        clicks_10m=recent(10 / 60),
         clicks_15m=recent(0.25),
         clicks_1h=recent(1.0),
         clicks_6h=recent(6.0),
@@ -400,11 +412,12 @@ def generate_candidates(
     # Global lists: every reader is offered them (minus what they read).
     known = user_codes >= 0
     for generator, scores, n, eligible in (
-        (0, stats.pop_hour, params.pop_hour_n, None),
-        (1, stats.pop_day, params.pop_day_n, None),
-        (2, -stats.age_hours, params.fresh_n, None),
+        (_GENERATOR["pop_now"], stats.pop_now, params.pop_now_n, None),
+        (_GENERATOR["pop_hour"], stats.pop_hour, params.pop_hour_n, None),
+        (_GENERATOR["pop_day"], stats.pop_day, params.pop_day_n, None),
+        (_GENERATOR["fresh"], -stats.age_hours, params.fresh_n, None),
     ):
-        if generator == 2:
+        if generator == _GENERATOR["fresh"]:
             fresh = (stats.age_hours <= params.fresh_hours) & (
                 stats.clicks_window >= params.fresh_min_clicks
             )
@@ -422,19 +435,19 @@ def generate_candidates(
     if params.covisit_n and recent is not None:
         matrix = covisit if covisit is not None else covisitation(history, start, end, params)
         rows, cols, values, _ = _top_per_row(recent @ matrix, params.covisit_n * 3)
-        add(3, rows, cols, values)
+        add(_GENERATOR["covisit"], rows, cols, values)
     if params.next_n and known.any():
         moves = transitions(history, end, now, params)
         rows, cols, values, _ = _top_per_row(
             _last_click(history, end, user_codes) @ moves, params.next_n * 3
         )
-        add(4, rows, cols, values)
+        add(_GENERATOR["next"], rows, cols, values)
     if params.similar_n and similar is not None and recent is not None:
         rows, cols, values, _ = _top_per_row(recent @ similar, params.similar_n * 3)
-        add(5, rows, cols, values)
+        add(_GENERATOR["similar"], rows, cols, values)
     if params.als_n and als is not None and known.any():
         rows, cols, values = _als_candidates(history, als, user_codes, params.als_n * 2)
-        add(6, rows, cols, values)
+        add(_GENERATOR["als"], rows, cols, values)
 
     user_row: np.ndarray = np.concatenate(parts_user) if parts_user else np.empty(0, np.int64)
     article: np.ndarray = np.concatenate(parts_article) if parts_article else np.empty(0, np.int64)
@@ -450,6 +463,7 @@ def generate_candidates(
     # Rank within (reader, generator), keep each generator's n best unread.
     limits = np.array(
         [
+            params.pop_now_n,
             params.pop_hour_n,
             params.pop_day_n,
             params.fresh_n,

@@ -38,18 +38,24 @@ FEATURES: tuple[str, ...] = (
     "generators",
     "article_age_hours",
     "new_since_last_visit",
+    "pop_now",
     "pop_hour",
     "pop_day",
     "pop_short",
+    "clicks_2m",
+    "clicks_5m",
+    "clicks_10m",
     "clicks_15m",
     "clicks_1h",
     "clicks_6h",
     "clicks_24h",
     "clicks_window",
+    "trend_5m_30m",
     "trend_15m_1h",
     "trend_1h_6h",
     "trend_6h_24h",
     "pop_hour_share",
+    "pop_now_share",
     "user_clicks",
     "user_clicks_24h",
     "user_hours_since_last",
@@ -160,6 +166,15 @@ def candidate_features(
         np.float64
     )
     top_hour = max(float(stats.pop_hour.max(initial=0.0)), 1e-12)
+    top_now = max(float(stats.pop_now.max(initial=0.0)), 1e-12)
+    columns["pop_now"] = stats.pop_now[article]
+    columns["pop_now_share"] = stats.pop_now[article] / top_now
+    columns["clicks_2m"] = stats.clicks_2m[article]
+    columns["clicks_5m"] = stats.clicks_5m[article]
+    columns["clicks_10m"] = stats.clicks_10m[article]
+    columns["trend_5m_30m"] = (stats.clicks_5m[article] + 1) / (
+        (stats.clicks_1h[article] + stats.clicks_15m[article]) / 12 + 1
+    )
     columns["pop_hour"] = stats.pop_hour[article]
     columns["pop_day"] = stats.pop_day[article]
     columns["pop_short"] = stats.pop_short[article]

@@ -60,6 +60,9 @@ class RankerParams:
     """Time split, sampling and LightGBM settings of one training run (stored with the model)."""
 
     label_hours: float = 2.0
+    #: Hours between two training anchors: label windows may overlap, so a day gives many
+    #: moments to learn from (what is rising at 09:20 differs from 09:00).
+    anchor_step_hours: float = 2.0
     training_slots: int = 12
     validation_slots: int = 3
     max_users_per_slot: int = 800
@@ -168,11 +171,23 @@ def _examples(
 
 
 def anchors_before(as_of: pd.Timestamp, params: RankerParams) -> tuple[list, list]:
-    """Training and validation anchors: label windows end at or before ``as_of``, newest last."""
-    step = pd.Timedelta(hours=params.label_hours)
-    count = params.training_slots + params.validation_slots
-    anchors = [pd.Timestamp(as_of) - step * (count - i) for i in range(count)]
-    return anchors[: params.training_slots], anchors[params.training_slots :]
+    """Training and validation anchors, oldest first; every label window ends by ``as_of``.
+
+    Validation anchors are the last ``validation_slots`` label windows before ``as_of``, back to
+    back; training anchors are ``anchor_step_hours`` apart and their label windows end by the
+    first validation anchor, so no training label is a validation click.
+    """
+    label = pd.Timedelta(hours=params.label_hours)
+    step = pd.Timedelta(hours=params.anchor_step_hours)
+    as_of = pd.Timestamp(as_of)
+    validation = [
+        as_of - label * (params.validation_slots - i) for i in range(params.validation_slots)
+    ]
+    last_training = (validation[0] if validation else as_of) - label
+    training = [
+        last_training - step * (params.training_slots - 1 - i) for i in range(params.training_slots)
+    ]
+    return training, validation
 
 
 def train_ranker(

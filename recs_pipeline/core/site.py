@@ -9,6 +9,7 @@ read by more than 5 users, ...). Strings may reference the environment as ``${VA
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -211,6 +212,8 @@ class RankerConfig(_Strict):
     history_days: int = Field(default=3, gt=0, le=28)
     #: Labels are the clicks of this many hours after an anchor (the refresh period).
     label_hours: float = Field(default=2.0, gt=0)
+    #: Hours between training anchors (label windows may overlap).
+    anchor_step_hours: float = Field(default=2.0, gt=0)
     training_slots: int = Field(default=12, gt=0)
     validation_slots: int = Field(default=3, gt=0)
     max_users_per_slot: int = Field(default=800, gt=0)
@@ -220,7 +223,18 @@ class RankerConfig(_Strict):
     min_child_samples: int = Field(default=50, gt=0)
     #: Only readers with a click in this many hours are ranked; older readers get the fallback.
     active_hours: float = Field(default=48.0, gt=0)
+
+    @property
+    def training_days(self) -> int:
+        """Day partitions of clicks a training run reads: its anchors span plus the lookback
+        each anchor's features need, plus the as-of day."""
+        span_hours = (self.training_slots - 1) * self.anchor_step_hours + (
+            self.validation_slots + 1
+        ) * self.label_hours
+        return self.history_days + math.ceil(span_hours / 24) + 1
+
     #: Candidates per generator.
+    pop_now_n: int = Field(default=30, ge=0)
     pop_hour_n: int = Field(default=50, ge=0)
     pop_day_n: int = Field(default=20, ge=0)
     fresh_n: int = Field(default=20, ge=0)

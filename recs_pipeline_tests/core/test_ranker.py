@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -77,6 +79,15 @@ def test_anchors_are_a_time_split() -> None:
     assert len(training) == 6 and len(validation) == 2
     assert validation[-1] + pd.Timedelta(hours=2) == AS_OF  # last labels end at as-of
     assert max(training) < min(validation)
+
+
+def test_overlapping_anchors_keep_training_labels_before_validation() -> None:
+    params = dataclasses.replace(SMALL, anchor_step_hours=0.5, training_slots=9)
+    training, validation = anchors_before(AS_OF, params)
+    assert len(training) == 9
+    assert {b - a for a, b in itertools.pairwise(training)} == {pd.Timedelta(minutes=30)}
+    # The newest training label window ends exactly where the held-out windows begin.
+    assert training[-1] + pd.Timedelta(hours=2) == validation[0]
 
 
 def test_training_records_size_importance_and_validation(model) -> None:  # type: ignore[no-untyped-def]

@@ -83,3 +83,16 @@ def test_as_of_defaults_to_end_of_day_or_now_and_checks_explicit_moments() -> No
 
 def test_window_days_end_with_the_day() -> None:
     assert window_days("2026-11-02", 3) == ["2026-10-31", "2026-11-01", "2026-11-02"]
+
+
+def test_ranker_training_reads_its_anchors_and_their_lookback() -> None:
+    from recs_pipeline.core.site import RankerConfig
+
+    # 60 anchors 2 h apart + 3 held-out windows + 1 label window = 126 h -> 6 days; 3 days of
+    # lookback before the oldest anchor; the as-of day itself.
+    config = RankerConfig(history_days=3, training_slots=60, validation_slots=3, label_hours=2)
+    assert config.training_days == 3 + 6 + 1
+    hourly = RankerConfig(
+        history_days=1, training_slots=24, anchor_step_hours=1, validation_slots=1
+    )
+    assert hourly.training_days == 1 + 2 + 1
