@@ -42,6 +42,16 @@ def trailing_window(days: int) -> dg.TimeWindowPartitionMapping:
     )
 
 
+def previous_day_dep(site: SiteConfig, name: str) -> dg.AssetDep:
+    """A dependency on the day before: models as of a day's start are the previous day's."""
+    return dg.AssetDep(
+        key(site, name),
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
 def run_days(context: dg.AssetExecutionContext) -> list[str]:
     """The day keys this run materialises (one, or a range in a single-run backfill)."""
     return sorted(context.partition_keys)
@@ -93,7 +103,7 @@ def site_asset(
     name: str,
     *,
     ins: Mapping[str, dg.AssetIn] | None = None,
-    deps: Sequence[dg.AssetKey] = (),
+    deps: Sequence[dg.AssetKey | dg.AssetDep] = (),
     kinds: Iterable[str] = ("parquet", "pandas"),
     stored: bool = True,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:

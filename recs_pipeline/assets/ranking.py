@@ -15,6 +15,7 @@ from recs_pipeline.assets.common import (
     markdown_table,
     numeric,
     of_days,
+    previous_day_dep,
     run_days,
     site_asset,
     trailing_window,
@@ -184,7 +185,11 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 key(site, "raw_events"), partition_mapping=trailing_window(config.training_days)
             )
         },
-        deps=[key(site, "als_model"), key(site, "similar_articles"), key(site, "pages")],
+        deps=[
+            previous_day_dep(site, "als_model"),
+            previous_day_dep(site, "similar_articles"),
+            key(site, "pages"),
+        ],
         kinds={"lightgbm"},
         stored=False,
     )
@@ -274,7 +279,12 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 partition_mapping=trailing_window(evaluation.lookback_days + 1),
             )
         },
-        deps=[key(site, "ranker_model"), key(site, "als_model"), key(site, "pages")],
+        deps=[
+            previous_day_dep(site, "ranker_model"),
+            previous_day_dep(site, "als_model"),
+            previous_day_dep(site, "similar_articles"),
+            key(site, "pages"),
+        ],
         kinds={"lightgbm", "pandas"},
     )
     def recommendation_evaluation(
