@@ -81,7 +81,7 @@ class SourceDays:
         self.articles = DistinctCount()
 
     def events(self, day: str) -> pd.DataFrame:
-        """The day's events, handed over once (a day asked for again is read again)."""
+        """The day's events, handed over once (the source is read once, oldest day first)."""
         self._read_until(day, self._events)
         return self._events.pop(day)
 
