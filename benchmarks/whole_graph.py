@@ -129,9 +129,9 @@ def main() -> int:
         print(f"| {name} | {seconds:.1f} | {'' if peak is None else f'{peak:.0f}'} |")
     print(f"\nevents per second through the run: {manifest['valid_events'] / wall:,.0f}")
     print("\n| Dagster step | wall (s) | peak RSS while it ran (MiB) |\n|---|---:|---:|")
-    for step, start, end in step_spans(log):
-        inside = [rss for moment, rss in samples if start <= moment < end + 1]
-        print(f"| {step} | {end - start:.0f} | {max(inside, default=0):.0f} |")
+    for step, began, ended in step_spans(log):
+        inside = [rss for moment, rss in samples if began <= moment < ended + 1]
+        print(f"| {step} | {ended - began:.0f} | {max(inside, default=0):.0f} |")
     return 0
 
 
