@@ -49,31 +49,19 @@ def peak_mb() -> float:
 def recent_similar(
     als: AlsModel | None, history: ClickHistory, moment: pd.Timestamp, half_life_days: float
 ) -> pd.DataFrame | None:
-    """Similar articles among the articles clicked in the 48 hours before the moment.
-
-    News readers are offered recent articles only; restricting the cosine to them keeps the
-    computation to seconds instead of the whole catalogue squared.
-    """
+    """Similar articles among the articles clicked in the 48 hours before the moment (what
+    ``models.similar.recent_days: 2`` does in the asset)."""
     if als is None:
         return None
     now = moment.value / 1e9
     window = history.span(now - 48 * 3600, now)
-    recent = set(history.articles[np.unique(history.article_code[window])])
-    keep = np.array([article in recent for article in als.article_ids], dtype=bool)
-    if keep.sum() < 2:
-        return None
-    sub = AlsModel(
-        user_ids=als.user_ids[:1],
-        article_ids=als.article_ids[keep],
-        user_factors=als.user_factors[:1],
-        item_factors=als.item_factors[keep],
-        params=als.params,
-        training_seconds=0.0,
-    )
+    recent = pd.Index(history.articles[np.unique(history.article_code[window])])
     first_seen = pd.Series(
         pd.to_datetime(history.first_seen, unit="s", utc=True), index=history.articles
     )
-    return similar_articles(sub, first_seen, moment, pd.Timedelta(days=half_life_days), top_k=10)
+    return similar_articles(
+        als, first_seen, moment, pd.Timedelta(days=half_life_days), top_k=10, among=recent
+    )
 
 
 def hindsight_ceiling(history: ClickHistory, hours: float, k: int) -> Any:

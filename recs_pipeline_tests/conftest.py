@@ -89,6 +89,7 @@ def site_config(name: str, landing: Path, **overrides: object) -> SiteConfig:
         "models": {
             "als": {"factors": 16, "iterations": 10},
             "popular": {"half_life_hours": 24, "window_days": 3},
+            "similar": {"recent_days": 1},
             # A small ranker, so the whole graph stays quick; the gate's NDCG margin is relaxed
             # here (the synthetic site is popularity-driven) and forced in the gate's own tests.
             "ranker": {

@@ -13,10 +13,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from recs_pipeline.assets.models import load_als
 from recs_pipeline.core.holdout import next_day_truth, random_recommendations, seen_articles
 from recs_pipeline.core.metrics import ranking_metrics
 from recs_pipeline.core.timeframe import day_bounds
 from recs_pipeline.report import STAGES
+from recs_pipeline.resources import LakeResource
 from recs_pipeline_tests.conftest import Materialised
 
 PARTITIONED = (*STAGES,)
@@ -78,6 +80,21 @@ def test_no_recommendation_of_an_article_the_reader_opened(materialised: Materia
         served = recs.loc[recs["date"] == day, ["user_id", "article_id"]]
         clash = served.merge(opened, on=["user_id", "article_id"])
         assert clash.empty, f"{day}: {len(clash)} recommendations of opened articles"
+
+
+def test_similar_articles_are_among_the_recently_read(materialised: Materialised) -> None:
+    site = materialised.site
+    day = materialised.generated.days[-1]
+    similar = materialised.lake.read_partition(site.name, "similar_articles", day)
+    events = materialised.lake.read_partition(site.name, "raw_events", day)
+    assert similar is not None and events is not None and not similar.empty
+    read_today = set(events["article_id"].dropna())
+    # models.similar.recent_days = 1: lists and neighbours are articles read on the day, while
+    # the ALS model knows the whole 28-day window.
+    assert set(similar["article_id"]) <= read_today
+    assert set(similar["similar_article_id"]) <= read_today
+    model = load_als(LakeResource(url=materialised.lake_url), site, day)
+    assert model is not None and len(set(model.article_ids) - read_today) > 0
 
 
 def test_als_beats_random_on_a_next_day_holdout(materialised: Materialised) -> None:

@@ -223,12 +223,18 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 continue
             rows = interactions.load(day)
             first_seen = rows.groupby("article_id")["article_first_seen"].min()
+            as_of = clock.as_of_for(day, site.tz, started)
+            among = None
+            if config.recent_days is not None:
+                since = as_of - pd.Timedelta(days=config.recent_days)
+                among = pd.Index(rows.loc[rows["last_ts"] >= since, "article_id"].unique())
             ranked = rank_similar(
                 model,
                 first_seen,
-                as_of=clock.as_of_for(day, site.tz, started),
+                as_of=as_of,
                 half_life=pd.Timedelta(days=config.half_life_days),
                 top_k=config.top_k,
+                among=among,
             )
             frames.append(ranked.assign(date=day))
         frame = concat_days(frames, schemas.SIMILAR_COLUMNS)

@@ -46,8 +46,13 @@ def similar_articles(
     as_of: pd.Timestamp,
     half_life: pd.Timedelta,
     top_k: int = 10,
+    among: pd.Index | None = None,
 ) -> pd.DataFrame:
     """Top ``top_k`` similar articles per model article: ``cosine x candidate freshness``.
+
+    ``among`` restricts both the articles and their neighbours to some ids (the ones read in
+    the last days: a news reader is not offered last month's stories), which also keeps the
+    cosine to recent x recent instead of the whole catalogue squared.
 
     An article is never its own neighbour; candidates scoring <= 0 (dissimilar, or of unknown
     age) are left out, so a list can be shorter than ``top_k``. Ties are broken by
@@ -58,6 +63,9 @@ def similar_articles(
         raise ValueError("top_k must be >= 1")
     # Columns in id order make top_k_per_row's "lower column wins" tie-break an id tie-break.
     order = np.argsort(np.asarray(model.article_ids, dtype=str), kind="stable")
+    if among is not None:
+        wanted = pd.Index(np.asarray(model.article_ids, dtype=str)[order]).isin(among.astype(str))
+        order = order[wanted]
     article_ids = np.asarray(model.article_ids, dtype=object)[order]
     factors = np.asarray(model.item_factors, dtype=np.float32)[order]
     n_articles = len(article_ids)

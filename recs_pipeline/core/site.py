@@ -202,6 +202,9 @@ class PopularConfig(_Strict):
 class SimilarConfig(_Strict):
     half_life_days: float = Field(default=60.0, gt=0)
     top_k: int = Field(default=10, gt=0)
+    #: Only articles read in this many days before the as-of moment get lists and appear in
+    #: them (none: every article of the ALS model).
+    recent_days: float | None = Field(default=None, gt=0)
 
 
 class RankerConfig(_Strict):

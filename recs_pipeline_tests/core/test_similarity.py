@@ -113,3 +113,15 @@ def test_validation() -> None:
         similar_articles(model, _fresh(["a", "b"]), AS_OF, DAY, top_k=0)
     with pytest.raises(ValueError, match="half_life"):
         similar_articles(model, _fresh(["a", "b"]), AS_OF, pd.Timedelta(0))
+
+
+def test_among_keeps_lists_and_neighbours_to_the_given_articles() -> None:
+    model = _model({"a": [1.0, 0.0], "a_old": [1.0, 0.01], "a_new": [1.0, 0.05], "b": [0.0, 1.0]})
+    everything = similar_articles(model, _fresh(list(model.article_ids)), AS_OF, DAY, top_k=2)
+    assert everything.loc[everything["article_id"] == "a", "similar_article_id"].iloc[0] == "a_old"
+    recent = similar_articles(
+        model, _fresh(list(model.article_ids)), AS_OF, DAY, top_k=2, among=pd.Index(["a", "a_new"])
+    )
+    assert set(recent["article_id"]) == {"a", "a_new"}
+    assert set(recent["similar_article_id"]) <= {"a", "a_new"}
+    assert recent.loc[recent["article_id"] == "a", "similar_article_id"].tolist() == ["a_new"]
