@@ -5,11 +5,11 @@
 Reads ``$RECS_GLOBO_DIR`` (default ``../shared/data/globo/clicks``) through the project's CSV
 event source (``sites/globo.yaml``), then for every evaluation day D: trains ALS on the 14 days
 before D's start (the ``als`` baseline and the ranker's ALS candidates), trains the LightGBM
-ranker as of D's start (2-hour label windows of the previous day; the ALS features it trains on
-come from the model of the day before, so they never saw the labels), and scores the ranker and
-the baselines with both protocols in the same pass (``core/evaluation.py``). Prints a Markdown
-table of means over the days (each day reader-weighted over its slots), with the time and peak
-memory of training and scoring. Exits with 2 and says so when the data is not there.
+ranker as of D's start (2-hour label windows of the days before; the ALS features it trains on
+come from a model trained before its oldest anchor, so they never saw a label), and scores the
+ranker and the baselines with both protocols in the same pass (``core/evaluation.py``). Prints
+a Markdown table of means over the days (each day reader-weighted over its slots), with the time
+and peak memory of training and scoring. Exits with 2 and says so when the data is not there.
 """
 
 from __future__ import annotations
@@ -33,10 +33,15 @@ from recs_pipeline.core.als import AlsModel
 from recs_pipeline.core.baselines import Lists, click_als, fill_lists
 from recs_pipeline.core.candidates import ClickHistory, similar_matrix
 from recs_pipeline.core.evaluation import METRICS, evaluate_day, summarise_days
-from recs_pipeline.core.ranker import RankingContext, evaluation_methods, train_ranker
+from recs_pipeline.core.ranker import (
+    RankingContext,
+    anchors_before,
+    evaluation_methods,
+    train_ranker,
+)
 from recs_pipeline.core.similarity import similar_articles
 from recs_pipeline.core.site import load_site
-from recs_pipeline.core.timeframe import day_bounds
+from recs_pipeline.core.timeframe import day_bounds, day_of
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT.parent / "shared" / "data" / "globo" / "clicks"
@@ -140,7 +145,9 @@ def main() -> int:
     ceilings: list[pd.DataFrame] = []
     for day in sorted(args.days):
         start, _ = day_bounds(day, tz)
-        previous = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+        # The ranker's ALS features come from a model trained before its oldest anchor.
+        oldest_anchor = anchors_before(start, params)[0][0]
+        models_day = day_of(oldest_anchor, tz).isoformat()
         t0 = time.perf_counter()
         als = als_as_of(day)
         als_seconds = time.perf_counter() - t0
@@ -155,7 +162,7 @@ def main() -> int:
         model = None
         train_seconds = 0.0
         if not args.no_ranker:
-            before = als_as_of(previous)
+            before = als_as_of(models_day)
             train_context = RankingContext(
                 history,
                 tz,

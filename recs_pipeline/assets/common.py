@@ -42,12 +42,13 @@ def trailing_window(days: int) -> dg.TimeWindowPartitionMapping:
     )
 
 
-def previous_day_dep(site: SiteConfig, name: str) -> dg.AssetDep:
-    """A dependency on the day before: models as of a day's start are the previous day's."""
+def previous_day_dep(site: SiteConfig, name: str, days: int = 1) -> dg.AssetDep:
+    """A dependency on the partition ``days`` before: models as of a day's start are the
+    previous day's."""
     return dg.AssetDep(
         key(site, name),
         partition_mapping=dg.TimeWindowPartitionMapping(
-            start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            start_offset=-days, end_offset=-days, allow_nonexistent_upstream_partitions=True
         ),
     )
 

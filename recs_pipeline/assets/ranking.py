@@ -148,12 +148,14 @@ def day_ranking_context(
     day: str,
     as_of: pd.Timestamp,
     days: int,
+    models_lag: int = 1,
 ) -> RankingContext:
-    """Clicks of the last ``days`` days before ``as_of``, with the previous day's ALS model,
-    similar articles and sections: the previous day's models never saw this day's clicks."""
+    """Clicks of the last ``days`` days before ``as_of``, with the ALS model and similar
+    articles of ``models_lag`` days before (the previous day's never saw this day's clicks; a
+    ranker trained on older anchors needs models older than its oldest anchor) and sections."""
     store = lake.lake()
     clicks = page_views(of_days(raw_events, window_days(day, days)))
-    before = previous_day(day)
+    before = window_days(day, models_lag + 1)[0]
     return ranking_context(
         clicks.loc[clicks["ts"] < as_of],
         site.tz,
@@ -186,8 +188,8 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             )
         },
         deps=[
-            previous_day_dep(site, "als_model"),
-            previous_day_dep(site, "similar_articles"),
+            previous_day_dep(site, "als_model", config.anchor_span_days),
+            previous_day_dep(site, "similar_articles", config.anchor_span_days),
             key(site, "pages"),
         ],
         kinds={"lightgbm"},
@@ -219,7 +221,15 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             if not config.enabled:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
             else:
-                ctx = day_ranking_context(raw_events, lake, site, day, as_of, config.training_days)
+                ctx = day_ranking_context(
+                    raw_events,
+                    lake,
+                    site,
+                    day,
+                    as_of,
+                    config.training_days,
+                    models_lag=config.anchor_span_days,
+                )
                 try:
                     model = train_ranker(ctx, as_of, params, baseline_params(site))
                 except ValueError as error:

@@ -228,13 +228,20 @@ class RankerConfig(_Strict):
     active_hours: float = Field(default=48.0, gt=0)
 
     @property
-    def training_days(self) -> int:
-        """Day partitions of clicks a training run reads: its anchors span plus the lookback
-        each anchor's features need, plus the as-of day."""
+    def anchor_span_days(self) -> int:
+        """Days from the oldest training anchor to the as-of moment (rounded up): the ALS and
+        similar-articles models the ranker trains with are that many days older than its day,
+        so they never saw a training label."""
         span_hours = (self.training_slots - 1) * self.anchor_step_hours + (
             self.validation_slots + 1
         ) * self.label_hours
-        return self.history_days + math.ceil(span_hours / 24) + 1
+        return math.ceil(span_hours / 24)
+
+    @property
+    def training_days(self) -> int:
+        """Day partitions of clicks a training run reads: its anchors span plus the lookback
+        each anchor's features need, plus the as-of day."""
+        return self.history_days + self.anchor_span_days + 1
 
     #: Candidates per generator.
     pop_now_n: int = Field(default=30, ge=0)

@@ -92,6 +92,8 @@ def test_ranker_training_reads_its_anchors_and_their_lookback() -> None:
     # lookback before the oldest anchor; the as-of day itself.
     config = RankerConfig(history_days=3, training_slots=60, validation_slots=3, label_hours=2)
     assert config.training_days == 3 + 6 + 1
+    # ALS and similar articles the ranker trains with are older than its oldest anchor.
+    assert config.anchor_span_days == 6
     hourly = RankerConfig(
         history_days=1, training_slots=24, anchor_step_hours=1, validation_slots=1
     )
