@@ -1,6 +1,7 @@
 """Ranking: the LightGBM ranker trained as of each day, and the evaluation against the baselines."""
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from recs_pipeline.assets.models import load_als
 from recs_pipeline.core.als import AlsModel, load_model
 from recs_pipeline.core.baselines import BASELINES, BaselineParams
 from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
+from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
 from recs_pipeline.core.engagement import daily_engagement
 from recs_pipeline.core.evaluation import METRICS, RESULT_COLUMNS, evaluate_day, summarise
 from recs_pipeline.core.popularity import popular_articles as rank_popular
@@ -85,6 +87,9 @@ def previous_day(day: str) -> str:
     return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
 
 
+CLICK_COLUMNS = ("user_id", "article_id", "ts")
+
+
 def page_views(events: pd.DataFrame) -> pd.DataFrame:
     """The clicks the ranker and the evaluation read: article page views (user, article, time)."""
     if events.empty or "ts" not in events.columns:
@@ -141,27 +146,44 @@ def ranking_context(
     )
 
 
+def click_window(raw_events: DayFrames, days: int) -> TrailingWindow:
+    """Page views of the ``days`` days ending with a day, read one partition at a time.
+
+    Each day's raw events (page pings included) are reduced to its page views as they are read,
+    and a day's views are kept only while a later window still covers it: a range run holds one
+    window of clicks, not every raw event of the range.
+    """
+    views = DayFrames(
+        {day: functools.partial(_day_views, raw_events, day) for day in raw_events.days},
+        columns=CLICK_COLUMNS,
+    )
+    return TrailingWindow(views, days)
+
+
+def _day_views(raw_events: DayFrames, day: str) -> pd.DataFrame:
+    return page_views(raw_events.load(day))
+
+
 def day_ranking_context(
-    raw_events: pd.DataFrame,
+    clicks: TrailingWindow,
     lake: LakeResource,
     site: SiteConfig,
     day: str,
     as_of: pd.Timestamp,
-    days: int,
     models_lag: int = 1,
 ) -> RankingContext:
     """Clicks of the last ``days`` days before ``as_of``, with the ALS model and similar
     articles of ``models_lag`` days before (the previous day's never saw this day's clicks; a
     ranker trained on older anchors needs models older than its oldest anchor) and sections."""
     store = lake.lake()
-    clicks = page_views(of_days(raw_events, window_days(day, days)))
+    window = clicks.rows(day)
     before = window_days(day, models_lag + 1)[0]
     return ranking_context(
-        clicks.loc[clicks["ts"] < as_of],
+        window.loc[window["ts"] < as_of],
         site.tz,
         load_als(lake, site, before),
         read_similar(store, site, before),
-        article_sections(store, site, window_days(day, days)),
+        article_sections(store, site, window_days(day, clicks.days)),
     )
 
 
@@ -197,7 +219,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     )
     def ranker_model(
         context: dg.AssetExecutionContext,
-        raw_events: pd.DataFrame,
+        raw_events: DayFrames,
         clock: Clock,
         lake: LakeResource,
     ) -> dg.MaterializeResult:
@@ -213,6 +235,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         store = lake.lake()
         params = ranker_params(site)
         started = run_started(context)
+        clicks = click_window(raw_events, config.training_days)
         last: dict[str, Any] = {}
         trained = 0
         for day in run_days(context):
@@ -222,13 +245,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
             else:
                 ctx = day_ranking_context(
-                    raw_events,
-                    lake,
-                    site,
-                    day,
-                    as_of,
-                    config.training_days,
-                    models_lag=config.anchor_span_days,
+                    clicks, lake, site, day, as_of, models_lag=config.anchor_span_days
                 )
                 try:
                     model = train_ranker(ctx, as_of, params, baseline_params(site))
@@ -299,7 +316,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     )
     def recommendation_evaluation(
         context: dg.AssetExecutionContext,
-        raw_events: pd.DataFrame,
+        raw_events: DayFrames,
         clock: Clock,
         lake: LakeResource,
     ) -> pd.DataFrame:
@@ -311,13 +328,12 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         """
         store = lake.lake()
         started = run_started(context)
+        clicks = click_window(raw_events, evaluation.lookback_days + 1)
         frames = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
             before = previous_day(day)
-            ctx = day_ranking_context(
-                raw_events, lake, site, day, as_of, evaluation.lookback_days + 1
-            )
+            ctx = day_ranking_context(clicks, lake, site, day, as_of)
             model = load_day_ranker(store, site, before)
             methods = evaluation_methods(ctx, model, baseline_params(site), k=evaluation.k)
             result = evaluate_day(ctx.history, day, site.tz, methods, k=evaluation.k, until=as_of)

@@ -16,8 +16,9 @@ from recs_pipeline.assets.common import (
     trailing_window,
 )
 from recs_pipeline.assets.models import als_params, load_als
-from recs_pipeline.assets.ranking import article_sections, load_day_ranker, page_views
+from recs_pipeline.assets.ranking import article_sections, click_window, load_day_ranker
 from recs_pipeline.core import schemas
+from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.serving import ServingInputs, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
@@ -82,7 +83,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         engagement: pd.DataFrame,
         popular_articles: pd.DataFrame,
         similar_articles: pd.DataFrame,
-        raw_events: pd.DataFrame,
+        raw_events: DayFrames,
         lake: LakeResource,
         clock: Clock,
     ) -> pd.DataFrame:
@@ -96,6 +97,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         """
         per_user = site.models.per_user
         started = run_started(context)
+        clicks = click_window(raw_events, ranker.history_days + 1)
         frames = []
         for day in run_days(context):
             seen = _seen_in_window(engagement, day, site.engagement.window_days)
@@ -107,7 +109,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             inputs = ServingInputs(
                 moment=as_of,
                 tz=site.tz,
-                clicks=page_views(of_days(raw_events, window_days(day, ranker.history_days + 1))),
+                clicks=clicks.rows(day),
                 seen=seen,
                 popular=popular,
                 als=load_als(lake, site, day),
