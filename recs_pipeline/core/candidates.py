@@ -461,18 +461,7 @@ def generate_candidates(
     user_row, article, gen, score = user_row[unread], article[unread], gen[unread], score[unread]
 
     # Rank within (reader, generator), keep each generator's n best unread.
-    limits = np.array(
-        [
-            params.pop_now_n,
-            params.pop_hour_n,
-            params.pop_day_n,
-            params.fresh_n,
-            params.covisit_n,
-            params.next_n,
-            params.similar_n,
-            params.als_n,
-        ]
-    )
+    limits = np.array([getattr(params, f"{name}_n") for name in GENERATORS])
     order = np.lexsort((article, -score, gen, user_row))
     user_row, article, gen, score = user_row[order], article[order], gen[order], score[order]
     group = user_row * len(GENERATORS) + gen
