@@ -19,7 +19,7 @@ from recs_pipeline.assets.models import als_params, load_als
 from recs_pipeline.assets.ranking import article_sections, click_window, load_day_ranker
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames
-from recs_pipeline.core.serving import ServingInputs, recommendations_as_of
+from recs_pipeline.core.serving import ServingInputs, article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
@@ -32,27 +32,6 @@ def read_articles_recommended(recommendations: pd.DataFrame, interactions: pd.Da
     pair = [schemas.DATE, "user_id", "article_id"]
     read = interactions[pair].drop_duplicates()
     return len(recommendations[pair].merge(read, on=pair, how="inner"))
-
-
-def article_registry(pages: pd.DataFrame) -> pd.DataFrame:
-    """One row per article of ``pages`` for the serving ``article`` table.
-
-    The window is the widest seen; path, title and publish time are the newest known (by
-    ``last_seen``), null only where no page row has one (no page fetcher, or the CMS said
-    nothing), so a publish never blanks what the registry already holds.
-    """
-    described = [column for column in ("path", "title", "published_at") if column in pages]
-    newest_last = pages.sort_values("last_seen", kind="stable")
-    return (
-        newest_last.groupby("article_id", sort=True)
-        .agg(
-            first_seen=("first_seen", "min"),
-            last_seen=("last_seen", "max"),
-            # ``last`` skips nulls: the newest non-null value of each column.
-            **{column: (column, "last") for column in described},
-        )
-        .reset_index()
-    )
 
 
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:

@@ -22,7 +22,7 @@ from recs_pipeline.core.matrix import build_matrix
 from recs_pipeline.core.ranker import RankerModel, RankingContext, recommend
 from recs_pipeline.core.recommend import popular_only_recommendations, user_recommendations
 
-__all__ = ["ServingInputs", "recommendations_as_of"]
+__all__ = ["ServingInputs", "article_registry", "recommendations_as_of"]
 
 COLUMNS = ("user_id", "rank", "article_id", "score", "source")
 
@@ -125,4 +125,25 @@ def _popular_for(users: list[str], popular: pd.DataFrame, n: int) -> pd.DataFram
             "score": np.tile(top["score"].to_numpy(dtype=np.float64), len(users)),
             "source": "popular",
         }
+    )
+
+
+def article_registry(pages: pd.DataFrame) -> pd.DataFrame:
+    """One row per article of ``pages`` for the serving ``article`` table.
+
+    The window is the widest seen; path, title and publish time are the newest known (by
+    ``last_seen``), null only where no page row has one (no page fetcher, or the CMS said
+    nothing), so a publish never blanks what the registry already holds.
+    """
+    described = [column for column in ("path", "title", "published_at") if column in pages]
+    newest_last = pages.sort_values("last_seen", kind="stable")
+    return (
+        newest_last.groupby("article_id", sort=True)
+        .agg(
+            first_seen=("first_seen", "min"),
+            last_seen=("last_seen", "max"),
+            # ``last`` skips nulls: the newest non-null value of each column.
+            **{column: (column, "last") for column in described},
+        )
+        .reset_index()
     )

@@ -206,3 +206,24 @@ def test_popular_only_recommendations_exclude_reads() -> None:
     lists = recs.groupby("user_id")["article_id"].apply(list).to_dict()
     assert lists == {"u1": ["p2", "p3"], "u2": ["p1", "p3"]}
     assert set(recs["source"]) == {"popular"}
+
+
+def test_article_registry_keeps_the_widest_window_and_newest_known_title() -> None:
+    from recs_pipeline.core.serving import article_registry
+
+    stamp = pd.Timestamp
+    pages = pd.DataFrame(
+        {
+            "article_id": ["a", "a", "a", "b"],
+            "path": ["/a-1", "/a-1", "/a-1", "/b-2"],
+            "first_seen": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-03", "2026-01-01"]),
+            "last_seen": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-04", "2026-01-01"]),
+            "title": ["Second", "First", None, None],
+        }
+    )
+    registry = article_registry(pages).set_index("article_id")
+    assert registry.loc["a", "first_seen"] == stamp("2026-01-01")
+    assert registry.loc["a", "last_seen"] == stamp("2026-01-04")
+    # The newest row has no title: the newest known one is kept, never blanked.
+    assert registry.loc["a", "title"] == "Second"
+    assert pd.isna(registry.loc["b", "title"])
