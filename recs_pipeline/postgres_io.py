@@ -80,13 +80,21 @@ class LakeAndTablesIOManager(LakeIOManager):
         description="Asset names (without the site) also written as tables",
     )
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         super().handle_output(context, obj)
         site, asset = site_and_asset(context.asset_key)
         if obj is None or asset not in self.mirrored:
             return
+        days = _days(context, f"{site}/{asset}")
+        if isinstance(obj, pd.DataFrame):
+            frame = obj
+        else:
+            # Days handed over one at a time are gone once written: the table copies what the
+            # lake now holds for the run's days (one transaction, as for a frame).
+            stored = self.lake().read_partitions(site, asset, days)
+            frame = stored if stored is not None else pd.DataFrame(columns=[schemas.DATE])
         tables = PostgresTables(self.database_url, self.schema_name)
-        rows = tables.replace_days(site, asset, _days(context, f"{site}/{asset}"), obj)
+        rows = tables.replace_days(site, asset, days, frame)
         context.add_output_metadata(
             {
                 "dagster/table_name": dg.MetadataValue.text(tables.qualified(site, asset)),

@@ -1,13 +1,14 @@
 """Serving: per-user recommendations and the publish into the serving database."""
 
 import dataclasses
+from functools import partial
 
 import dagster as dg
 import pandas as pd
 
 from recs_pipeline.adapters.publishing import RecommendationBatch
 from recs_pipeline.assets.common import (
-    concat_days,
+    DistinctCount,
     key,
     markdown_table,
     of_days,
@@ -18,20 +19,37 @@ from recs_pipeline.assets.common import (
 from recs_pipeline.assets.models import als_params, load_als
 from recs_pipeline.assets.ranking import article_sections, click_window, load_day_ranker
 from recs_pipeline.core import schemas
-from recs_pipeline.core.day_frames import DayFrames
+from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
 from recs_pipeline.core.serving import ServingInputs, article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
 
 
-def read_articles_recommended(recommendations: pd.DataFrame, interactions: pd.DataFrame) -> int:
-    """How many recommendations point at an article the user already read (must be zero)."""
-    if recommendations.empty or interactions.empty:
+def read_articles_recommended(recommendations: pd.DataFrame, seen: pd.DataFrame) -> int:
+    """How many recommendations point at an article the reader already opened (must be zero)."""
+    if recommendations.empty or seen.empty:
         return 0
-    pair = [schemas.DATE, "user_id", "article_id"]
-    read = interactions[pair].drop_duplicates()
-    return len(recommendations[pair].merge(read, on=pair, how="inner"))
+    pair = ["user_id", "article_id"]
+    opened = seen[pair].drop_duplicates()
+    return len(recommendations[pair].merge(opened, on=pair, how="inner"))
+
+
+def opened_window(engagement: DayFrames, days: int) -> TrailingWindow:
+    """(reader, article) pairs opened in the ``days`` days ending with a day, one partition read
+    at a time and reduced to its distinct pairs as it is read."""
+    pairs = DayFrames(
+        {day: partial(_day_pairs, engagement, day) for day in engagement.days},
+        columns=["user_id", "article_id"],
+    )
+    return TrailingWindow(pairs, days)
+
+
+def _day_pairs(engagement: DayFrames, day: str) -> pd.DataFrame:
+    rows = engagement.load(day)
+    if rows.empty:
+        return pd.DataFrame(columns=["user_id", "article_id"])
+    return rows[["user_id", "article_id"]].drop_duplicates().reset_index(drop=True)
 
 
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
@@ -42,7 +60,6 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         site,
         "user_recommendations",
         ins={
-            "interactions": dg.AssetIn(key(site, "interactions")),
             "engagement": dg.AssetIn(
                 key(site, "engagement"),
                 partition_mapping=trailing_window(site.engagement.window_days),
@@ -54,35 +71,45 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 partition_mapping=trailing_window(ranker.history_days + 1),
             ),
         },
-        deps=[key(site, "als_model"), key(site, "ranker_model"), key(site, "pages")],
+        deps=[
+            key(site, "interactions"),
+            key(site, "als_model"),
+            key(site, "ranker_model"),
+            key(site, "pages"),
+        ],
     )
     def user_recommendations_asset(
         context: dg.AssetExecutionContext,
-        interactions: pd.DataFrame,
-        engagement: pd.DataFrame,
+        engagement: DayFrames,
         popular_articles: pd.DataFrame,
         similar_articles: pd.DataFrame,
         raw_events: DayFrames,
         lake: LakeResource,
         clock: Clock,
-    ) -> pd.DataFrame:
+    ) -> DayFrames:
         """Top-N articles per reader of the window: the LightGBM ranker, or the ALS/popular path.
 
         Readers active in the last hours are ranked by the day's ranker (``ranker_model``) over
         their candidates; the others, and everyone when the ranker is missing or switched off
         (``models.ranker.enabled``), get ALS scores filled with popular articles. Every reader seen
         in the window gets a list, and nothing the reader already opened in the window is
-        recommended, whether or not it counted as a read for the model.
+        recommended, whether or not it counted as a read for the model. Days are computed one at
+        a time as the lake IO manager writes them: a range run holds one window of opened pairs
+        and of clicks, not the range's engagement.
         """
         per_user = site.models.per_user
         started = run_started(context)
         clicks = click_window(raw_events, ranker.history_days + 1)
-        frames = []
-        for day in run_days(context):
-            seen = _seen_in_window(engagement, day, site.engagement.window_days)
-            popular = of_days(popular_articles, [day])
-            if seen.empty:
-                continue
+        opened = opened_window(engagement, site.engagement.window_days)
+        users, articles, catalogue = DistinctCount(), DistinctCount(), DistinctCount()
+        totals = {"rows": 0, "als": 0, "ranker": 0}
+        samples: list[pd.DataFrame] = []
+
+        def day_recommendations(day: str) -> pd.DataFrame:
+            pairs = opened.rows(day)
+            if pairs.empty:
+                return pd.DataFrame(columns=list(schemas.USER_RECOMMENDATION_COLUMNS))
+            seen = pairs.drop_duplicates().assign(weight=1.0).reset_index(drop=True)
             as_of = clock.as_of_for(day, site.tz, started)
             model = load_day_ranker(lake.lake(), site, day) if ranker.enabled else None
             inputs = ServingInputs(
@@ -90,7 +117,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 tz=site.tz,
                 clicks=clicks.rows(day),
                 seen=seen,
-                popular=popular,
+                popular=of_days(popular_articles, [day]),
                 als=load_als(lake, site, day),
                 similar=of_days(similar_articles, [day]),
                 ranker=model,
@@ -99,32 +126,42 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 ),
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
-            frames.append(recs.assign(date=day))
-        frame = concat_days(frames, schemas.USER_RECOMMENDATION_COLUMNS)
-        already_read = read_articles_recommended(
-            frame, _seen_by_day(engagement, run_days(context), site.engagement.window_days)
-        )
-        if already_read:
-            raise ValueError(f"{already_read} recommendations point at articles already read")
-        users = int(frame["user_id"].nunique()) if len(frame) else 0
-        articles_in_recs = int(frame["article_id"].nunique()) if len(frame) else 0
-        catalogue = int(interactions["article_id"].nunique()) if len(interactions) else 0
-        from_als = float((frame["source"] == "als").mean()) if len(frame) else 0.0
-        from_ranker = float((frame["source"] == "ranker").mean()) if len(frame) else 0.0
-        context.add_output_metadata(
-            {
-                "dagster/row_count": dg.MetadataValue.int(len(frame)),
-                "users": dg.MetadataValue.int(users),
-                "distinct_articles": dg.MetadataValue.int(articles_in_recs),
+            already_read = read_articles_recommended(recs, seen)
+            if already_read:
+                raise ValueError(
+                    f"{day}: {already_read} recommendations point at articles already read"
+                )
+            users.add(recs["user_id"])
+            articles.add(recs["article_id"])
+            catalogue.add(seen["article_id"])
+            totals["rows"] += len(recs)
+            totals["als"] += int((recs["source"] == "als").sum())
+            totals["ranker"] += int((recs["source"] == "ranker").sum())
+            if not samples and len(recs):
+                samples.append(recs.sort_values(["user_id", "rank"]).head(20))
+            return recs.assign(date=day)[list(schemas.USER_RECOMMENDATION_COLUMNS)]
+
+        def summary() -> dict[str, dg.MetadataValue]:
+            rows = totals["rows"]
+            return {
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "users": dg.MetadataValue.int(len(users)),
+                "distinct_articles": dg.MetadataValue.int(len(articles)),
                 "catalogue_coverage": dg.MetadataValue.float(
-                    articles_in_recs / catalogue if catalogue else 0.0
+                    len(articles) / len(catalogue) if len(catalogue) else 0.0
                 ),
-                "share_from_als": dg.MetadataValue.float(from_als),
-                "share_from_ranker": dg.MetadataValue.float(from_ranker),
-                "sample": markdown_table(frame.sort_values(["user_id", "rank"]), rows=20),
+                "share_from_als": dg.MetadataValue.float(totals["als"] / rows if rows else 0.0),
+                "share_from_ranker": dg.MetadataValue.float(
+                    totals["ranker"] / rows if rows else 0.0
+                ),
+                "sample": markdown_table(samples[0] if samples else pd.DataFrame(), rows=20),
             }
+
+        return DayFrames(
+            {day: partial(day_recommendations, day) for day in run_days(context)},
+            columns=schemas.USER_RECOMMENDATION_COLUMNS,
+            summary=summary,
         )
-        return frame
 
     @site_asset(
         site,
@@ -249,17 +286,3 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         )
 
     return [user_recommendations_asset, published_recommendations]
-
-
-def _seen_in_window(engagement: pd.DataFrame, day: str, days: int) -> pd.DataFrame:
-    """(user, article) pairs opened in the window ending with ``day``, weight 1 each."""
-    rows = of_days(engagement, window_days(day, days))
-    if rows.empty:
-        return pd.DataFrame(columns=["user_id", "article_id", "weight"])
-    pairs = rows[["user_id", "article_id"]].drop_duplicates()
-    return pairs.assign(weight=1.0).reset_index(drop=True)
-
-
-def _seen_by_day(engagement: pd.DataFrame, days: list[str], window: int) -> pd.DataFrame:
-    frames = [_seen_in_window(engagement, day, window).assign(date=day) for day in days]
-    return pd.concat(frames, ignore_index=True)
