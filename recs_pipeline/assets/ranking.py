@@ -3,7 +3,7 @@
 import datetime as dt
 import functools
 import json
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -25,7 +25,7 @@ from recs_pipeline.assets.models import load_als
 from recs_pipeline.core.als import AlsModel, load_model
 from recs_pipeline.core.baselines import BASELINES, BaselineParams
 from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
-from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
+from recs_pipeline.core.day_frames import DayFrames, TrailingWindow, stack
 from recs_pipeline.core.engagement import daily_engagement
 from recs_pipeline.core.evaluation import METRICS, RESULT_COLUMNS, evaluate_day, summarise
 from recs_pipeline.core.popularity import popular_articles as rank_popular
@@ -120,12 +120,49 @@ def read_similar(lake: Lake, site: SiteConfig, day: str) -> pd.DataFrame | None:
     return lake.read_partition(site.name, "similar_articles", day)
 
 
+SECTION_COLUMNS: Final = ("article_id", "section")
+
+
 def article_sections(lake: Lake, site: SiteConfig, days: list[str]) -> pd.Series | None:
     """Article -> section from the ``pages`` of some days (None when pages have no sections)."""
-    pages = lake.read_partitions(site.name, "pages", days)
-    if pages is None or "section" not in pages.columns or pages["section"].isna().all():
+    frames = [_day_sections(lake, site.name, day) for day in sorted(days)]
+    return _sections(stack(frames, SECTION_COLUMNS))
+
+
+class SectionWindow:
+    """Article -> section over the ``days`` pages partitions ending with a day.
+
+    Asked for consecutive days (a range run), each pages partition is read once and kept only
+    while a later window still covers it, where ``article_sections`` per day would re-read the
+    whole window every day.
+    """
+
+    def __init__(self, lake: Lake, site: SiteConfig, days: int) -> None:
+        pages = DayFrames(
+            {
+                day: functools.partial(_day_sections, lake, site.name, day)
+                for day in lake.days(site.name, "pages")
+            },
+            columns=SECTION_COLUMNS,
+        )
+        self.days = days
+        self._window = TrailingWindow(pages, days)
+
+    def sections(self, day: str) -> pd.Series | None:
+        return _sections(self._window.rows(day))
+
+
+def _day_sections(lake: Lake, site: str, day: str) -> pd.DataFrame:
+    """A day's pages reduced to the articles that have a section."""
+    pages = lake.read_partition(site, "pages", day)
+    if pages is None or "section" not in pages.columns:
+        return pd.DataFrame(columns=list(SECTION_COLUMNS))
+    return pages.loc[pages["section"].notna(), list(SECTION_COLUMNS)]
+
+
+def _sections(known: pd.DataFrame) -> pd.Series | None:
+    if known.empty:
         return None
-    known = pages.loc[pages["section"].notna(), ["article_id", "section"]]
     return known.drop_duplicates("article_id", keep="last").set_index("article_id")["section"]
 
 
@@ -166,6 +203,7 @@ def _day_views(raw_events: DayFrames, day: str) -> pd.DataFrame:
 
 def day_ranking_context(
     clicks: TrailingWindow,
+    sections: SectionWindow,
     lake: LakeResource,
     site: SiteConfig,
     day: str,
@@ -183,7 +221,7 @@ def day_ranking_context(
         site.tz,
         load_als(lake, site, before),
         read_similar(store, site, before),
-        article_sections(store, site, window_days(day, clicks.days)),
+        sections.sections(day),
     )
 
 
@@ -236,6 +274,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         params = ranker_params(site)
         started = run_started(context)
         clicks = click_window(raw_events, config.training_days)
+        sections = SectionWindow(store, site, config.training_days)
         last: dict[str, Any] = {}
         trained = 0
         for day in run_days(context):
@@ -245,7 +284,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
             else:
                 ctx = day_ranking_context(
-                    clicks, lake, site, day, as_of, models_lag=config.anchor_span_days
+                    clicks, sections, lake, site, day, as_of, models_lag=config.anchor_span_days
                 )
                 try:
                     model = train_ranker(ctx, as_of, params, baseline_params(site))
@@ -329,11 +368,12 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         store = lake.lake()
         started = run_started(context)
         clicks = click_window(raw_events, evaluation.lookback_days + 1)
+        sections = SectionWindow(store, site, evaluation.lookback_days + 1)
         frames = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
             before = previous_day(day)
-            ctx = day_ranking_context(clicks, lake, site, day, as_of)
+            ctx = day_ranking_context(clicks, sections, lake, site, day, as_of)
             model = load_day_ranker(store, site, before)
             methods = evaluation_methods(ctx, model, baseline_params(site), k=evaluation.k)
             result = evaluate_day(ctx.history, day, site.tz, methods, k=evaluation.k, until=as_of)

@@ -17,12 +17,11 @@ from recs_pipeline.assets.common import (
     trailing_window,
 )
 from recs_pipeline.assets.models import als_params, load_als
-from recs_pipeline.assets.ranking import article_sections, click_window, load_day_ranker
+from recs_pipeline.assets.ranking import SectionWindow, click_window, load_day_ranker
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
 from recs_pipeline.core.serving import ServingInputs, article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
-from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
 
 
@@ -101,6 +100,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         started = run_started(context)
         clicks = click_window(raw_events, ranker.history_days + 1)
         opened = opened_window(engagement, site.engagement.window_days)
+        sections = SectionWindow(lake.lake(), site, ranker.history_days + 1)
         users, articles, catalogue = DistinctCount(), DistinctCount(), DistinctCount()
         totals = {"rows": 0, "als": 0, "ranker": 0}
         samples: list[pd.DataFrame] = []
@@ -121,9 +121,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 als=load_als(lake, site, day),
                 similar=of_days(similar_articles, [day]),
                 ranker=model,
-                categories=article_sections(
-                    lake.lake(), site, window_days(day, ranker.history_days + 1)
-                ),
+                categories=sections.sections(day),
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
             already_read = read_articles_recommended(recs, seen)
