@@ -436,11 +436,11 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
     """
     day, model_day = _artifact_day(lake, site, moment)
     ranker_config = site.models.ranker
-    days = sorted(
-        set(window_days(day, site.engagement.window_days))
-        | set(window_days(day, ranker_config.history_days + 1))
+    # Raw events only for the ranker's click history (which ends with the moment's day); the
+    # window's earlier days of engagement come from the engagement partitions.
+    raw = lake.read_partitions(
+        site.name, "raw_events", window_days(day, ranker_config.history_days + 1)
     )
-    raw = lake.read_partitions(site.name, "raw_events", days)
     raw = raw.loc[raw["ts"] < moment] if raw is not None else pd.DataFrame()
     earlier = [d for d in window_days(day, site.engagement.window_days) if d != day]
     engagement = lake.read_partitions(site.name, "engagement", earlier)
