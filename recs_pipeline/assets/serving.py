@@ -175,7 +175,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     )
     def published_recommendations(
         context: dg.AssetExecutionContext,
-        user_recommendations: pd.DataFrame,
+        user_recommendations: DayFrames,
         similar_articles: pd.DataFrame,
         popular_articles: pd.DataFrame,
         pages: pd.DataFrame,
@@ -205,7 +205,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             )
         for day in to_publish:
             as_of = clock.as_of_for(day, site.tz, started)
-            users = of_days(user_recommendations, [day])
+            users = user_recommendations.load(day)  # only the days published are read
             similar = of_days(similar_articles, [day])
             popular = of_days(popular_articles, [day])
             if popular.empty:
