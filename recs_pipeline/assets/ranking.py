@@ -145,7 +145,6 @@ class SectionWindow:
             },
             columns=SECTION_COLUMNS,
         )
-        self.days = days
         self._window = TrailingWindow(pages, days)
 
     def sections(self, day: str) -> pd.Series | None:
@@ -190,15 +189,7 @@ def click_window(raw_events: DayFrames, days: int) -> TrailingWindow:
     and a day's views are kept only while a later window still covers it: a range run holds one
     window of clicks, not every raw event of the range.
     """
-    views = DayFrames(
-        {day: functools.partial(_day_views, raw_events, day) for day in raw_events.days},
-        columns=CLICK_COLUMNS,
-    )
-    return TrailingWindow(views, days)
-
-
-def _day_views(raw_events: DayFrames, day: str) -> pd.DataFrame:
-    return page_views(raw_events.load(day))
+    return TrailingWindow(raw_events.map(page_views, CLICK_COLUMNS), days)
 
 
 def day_ranking_context(

@@ -34,21 +34,19 @@ def read_articles_recommended(recommendations: pd.DataFrame, seen: pd.DataFrame)
     return len(recommendations[pair].merge(opened, on=pair, how="inner"))
 
 
+OPENED_COLUMNS = ("user_id", "article_id")
+
+
 def opened_window(engagement: DayFrames, days: int) -> TrailingWindow:
     """(reader, article) pairs opened in the ``days`` days ending with a day, one partition read
     at a time and reduced to its distinct pairs as it is read."""
-    pairs = DayFrames(
-        {day: partial(_day_pairs, engagement, day) for day in engagement.days},
-        columns=["user_id", "article_id"],
-    )
-    return TrailingWindow(pairs, days)
+    return TrailingWindow(engagement.map(_distinct_pairs, OPENED_COLUMNS), days)
 
 
-def _day_pairs(engagement: DayFrames, day: str) -> pd.DataFrame:
-    rows = engagement.load(day)
+def _distinct_pairs(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
-        return pd.DataFrame(columns=["user_id", "article_id"])
-    return rows[["user_id", "article_id"]].drop_duplicates().reset_index(drop=True)
+        return pd.DataFrame(columns=list(OPENED_COLUMNS))
+    return rows[list(OPENED_COLUMNS)].drop_duplicates().reset_index(drop=True)
 
 
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:

@@ -95,6 +95,15 @@ class DayFrames:
             columns=self.columns,
         )
 
+    def map(
+        self, transform: Callable[[pd.DataFrame], pd.DataFrame], columns: Sequence[str]
+    ) -> DayFrames:
+        """The same days, each frame passed through ``transform`` when it is produced (a
+        reduction applied as a partition is read, so only the reduced frame is kept)."""
+        return DayFrames(
+            {day: _then(load, transform) for day, load in self._loaders.items()}, columns=columns
+        )
+
     def concat(self) -> pd.DataFrame:
         """Every day in one frame, for a consumer that needs them together.
 
@@ -146,6 +155,10 @@ def stack(frames: Sequence[pd.DataFrame], columns: Sequence[str] = (DATE,)) -> p
     if non_empty:
         return pd.concat(non_empty, ignore_index=True)
     return frames[0] if frames else pd.DataFrame(columns=list(columns))
+
+
+def _then(load: DayLoader, transform: Callable[[pd.DataFrame], pd.DataFrame]) -> DayLoader:
+    return lambda: transform(load())
 
 
 def _constant(frame: pd.DataFrame) -> DayLoader:

@@ -113,3 +113,16 @@ def test_a_window_before_any_partition_is_empty_with_columns() -> None:
     assert early.empty and list(early.columns) == ["date", "x"]
     with pytest.raises(ValueError):
         TrailingWindow(DayFrames({}), days=0)
+
+
+def test_map_transforms_each_day_when_it_is_produced() -> None:
+    counted = Counted({DAYS[0]: 2, DAYS[1]: 3})
+    doubled = counted.frames().map(lambda frame: frame.assign(x=frame["x"] * 2), ["date", "x"])
+    assert counted.calls == []  # nothing read until a day is asked for
+    assert doubled.days == DAYS[:2]
+    original = counted.frames().load(DAYS[1])
+    counted.calls.clear()
+    assert doubled.load(DAYS[1])["x"].tolist() == (original["x"] * 2).tolist()
+    assert counted.calls == [DAYS[1]]
+    # A day it does not have is empty with the mapped columns.
+    assert list(doubled.load(DAYS[4]).columns) == ["date", "x"]
