@@ -21,7 +21,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from recs_pipeline.adapters.publishing.postgres import libpq_url, redact_url
+from recs_pipeline.adapters.publishing.postgres import libpq_url, pg_text, redact_url
 from recs_pipeline.core.schemas import DATE
 
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -50,7 +50,10 @@ def _values(series: pd.Series, kind: str) -> list[Any]:
         values: list[Any] = [None if pd.isna(v) else v.to_pydatetime() for v in series.tolist()]
         return values
     if kind == "text":
-        values = [None if m else str(v) for v, m in zip(series.tolist(), missing, strict=True)]
+        # NUL cannot be stored in Postgres text: replaced by U+FFFD (``pg_text``).
+        values = [
+            None if m else pg_text(str(v)) for v, m in zip(series.tolist(), missing, strict=True)
+        ]
         return values
     if kind == "double precision":
         array = series.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -50,6 +50,20 @@ EARLIEST_PLAUSIBLE = pd.Timestamp("2000-01-01", tz="UTC")
 FOLDER_SLACK = pd.Timedelta(hours=1)
 #: Lines parsed at once: bounds the Python objects alive while a file is read.
 BATCH_LINES = 65_536
+#: C0 control characters and DEL. Browsers never send them in ids or URLs (a cookie or a URL
+#: carrying one is forged or corrupt), Postgres text cannot hold NUL, and tabs or newlines would
+#: break every delimited export: a line with one in an id, event name, page or referrer is
+#: quarantined as ``control_character``.
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+_CONTROL = re.compile(CONTROL_CHARACTERS)
+#: Fields checked for control characters (the user agent is only ever compared with a pattern).
+CHECKED_FIELDS = ("event_id", "user_id", "article_id", "event_name", "path", "referrer")
+
+
+def has_control_character(text: str | None) -> bool:
+    """Whether ``text`` holds a C0 control character or DEL (see ``CONTROL_CHARACTERS``)."""
+    return text is not None and _CONTROL.search(text) is not None
+
 
 #: ``engagement`` carries engagement time without a view (GA4 ``user_engagement``, ``scroll``).
 KNOWN_EVENTS = ("page_view", "page_ping", "engagement")
@@ -363,6 +377,15 @@ def _parse_snowplow_batch(
         ):
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
+        if (
+            _CONTROL.search(event_id)
+            or _CONTROL.search(user)
+            or _CONTROL.search(name)
+            or _CONTROL.search(page)
+            or (referrer is not None and _CONTROL.search(referrer))
+        ):
+            bad.append(("control_character", source_file, number, _raw_text(line)))
+            continue
         rows.append((event_id, stamp, user, name, page, referrer, agent, 0, number))
         raw_of[number] = line
     columns: dict[str, list[object]] = {
@@ -639,6 +662,10 @@ def events_from_table(
     for name in ("user_id", "article_id", "path", "event_id", "referrer", "event_name"):
         too_long |= (frame[name].str.len() > MAX_FIELD_CHARS).fillna(False)
     reasons = reasons.mask(reasons.isna() & too_long, "oversized")
+    control = pd.Series(False, index=frame.index)
+    for name in CHECKED_FIELDS:
+        control |= frame[name].str.contains(CONTROL_CHARACTERS, regex=True).fillna(False)
+    reasons = reasons.mask(reasons.isna() & control, "control_character")
 
     rejected = reasons.notna().to_numpy()
     raw = _rows_as_text(table.loc[rejected])

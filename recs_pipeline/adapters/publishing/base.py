@@ -193,6 +193,10 @@ class SqlPublisher(ABC):
         """The serving query's exclusion parameter for these (sorted, distinct) article ids."""
         ...
 
+    def _bind_id(self, value: str) -> Any:
+        """An entity id as the backend binds it (Postgres: NUL-safe text)."""
+        return value
+
     @abstractmethod
     def _timestamp(self, value: Any) -> dt.datetime:
         """A timestamp of the ``model`` table, as the driver returns it, in UTC."""
@@ -275,7 +279,8 @@ class SqlPublisher(ABC):
         excluded = self._exclusions(sorted({str(a) for a in exclude}))
         with self._connect() as conn, self._serving_snapshot(conn):
             found = conn.execute(
-                self.serving_query, (site, kind, str(source_entity_id), excluded, size)
+                self.serving_query,
+                (site, kind, self._bind_id(str(source_entity_id)), excluded, size),
             ).fetchall()
             if not found and kind == "user" and size > 0:
                 found = conn.execute(

@@ -15,6 +15,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER: Final = b"\xff\xff"
@@ -29,6 +30,9 @@ def _utf8(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     array = pa.array(values, type=pa.large_string(), from_pandas=True)
     if array.null_count:
         raise ValueError("null strings cannot be copied")
+    if pc.any(pc.match_substring(array, "\x00")).as_py():
+        # Postgres text cannot hold NUL: replaced by U+FFFD (``postgres.NUL_REPLACEMENT``).
+        array = pc.replace_substring(array, "\x00", "\ufffd")
     _, offsets_buffer, data_buffer = array.buffers()
     assert offsets_buffer is not None
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[

@@ -107,6 +107,21 @@ ON CONFLICT (site, article_id) DO UPDATE SET
 """
 
 
+#: What a NUL character becomes in Postgres text (which cannot hold one): U+FFFD, the
+#: replacement character. Ingest quarantines control characters in ids and URLs, so this only
+#: ever applies to text from elsewhere (a CMS title, data written before that rule).
+NUL_REPLACEMENT: Final = "\ufffd"
+
+
+def pg_text(value: str) -> str:
+    """Text Postgres can store: NUL replaced by ``NUL_REPLACEMENT`` (a COPY would fail)."""
+    return value.replace("\x00", NUL_REPLACEMENT) if "\x00" in value else value
+
+
+def _pg_texts(values: list[str | None]) -> list[str | None]:
+    return [None if v is None else pg_text(v) for v in values]
+
+
 def redact_url(url: str) -> str:
     """A database URL safe to log: the password, if any, replaced by ``***``."""
     try:
@@ -207,7 +222,16 @@ class PostgresPublisher(SqlPublisher):
         checked = _article_rows(site, articles, _timestamps)
         if checked is None:
             return 0
-        rows = zip(*checked.columns(), strict=True)
+        ids, paths, titles, published, first_seen, last_seen = checked.columns()
+        rows = zip(
+            _pg_texts(ids),
+            _pg_texts(paths),
+            _pg_texts(titles),
+            published,
+            first_seen,
+            last_seen,
+            strict=True,
+        )
         with self._connect() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 'CREATE TEMPORARY TABLE article_load (article_id text COLLATE "C", path text, '
@@ -229,7 +253,10 @@ class PostgresPublisher(SqlPublisher):
         return conn.transaction()  # the popular fallback comes from the same moment
 
     def _exclusions(self, article_ids: list[str]) -> list[str]:
-        return article_ids  # a text[] parameter
+        return [pg_text(a) for a in article_ids]  # a text[] parameter
+
+    def _bind_id(self, value: str) -> str:
+        return pg_text(value)  # stored ids had NUL replaced the same way
 
     def _transaction(self, conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
         return conn.transaction()

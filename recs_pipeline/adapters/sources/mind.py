@@ -21,6 +21,7 @@ from recs_pipeline.adapters.sources.base import LandingFile, pseudonymiser_of, r
 from recs_pipeline.adapters.sources.delimited import _decode
 from recs_pipeline.adapters.sources.tables import TableFileSource
 from recs_pipeline.core.events import (
+    CONTROL_CHARACTERS,
     QUARANTINE_RAW_CHARS,
     ParsedLines,
     QuarantineRow,
@@ -121,6 +122,11 @@ class MindBehaviors(TableFileSource):
             self.config.timestamp_format or TIME_FORMAT,
         )
         reason = reason.mask(reason.isna() & stamps.isna(), "bad_timestamp")
+        # A row, not each of its events, is quarantined for a control character.
+        control = pd.Series(False, index=frame.index)
+        for column in ("impression_id", "user_id", "history", "impressions"):
+            control |= frame[column].str.contains(CONTROL_CHARACTERS, regex=True).fillna(False)
+        reason = reason.mask(reason.isna() & control, "control_character")
         tokens = frame["impressions"].fillna("").str.split().explode()
         valid = tokens.str.match(_TOKEN).fillna(False).astype(bool)
         malformed = ~valid.groupby(level=0).all()
