@@ -137,7 +137,12 @@ def build_automation(site: SiteConfig) -> SiteAutomation:
     )
     def landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         source = event_source(site)
-        fresh, cursor = new_landing_files(source.list_files(), context.cursor)
+        try:
+            listed = source.list_files()
+        except (FileNotFoundError, NotADirectoryError) as error:
+            # A landing area not created yet (or gone): said on every tick, nothing requested.
+            return dg.SensorResult(skip_reason=str(error), cursor=context.cursor)
+        fresh, cursor = new_landing_files(listed, context.cursor)
         if not fresh:
             return dg.SensorResult(skip_reason="no new landing files", cursor=cursor)
         today = day_of(pd.Timestamp.now(tz="UTC"), site.tz)

@@ -57,6 +57,10 @@ def test_the_sensor_requests_the_days_of_new_files_once(tmp_path: Path) -> None:
         context = dg.build_sensor_context(instance=instance, definitions=definitions)
         result = sensor.evaluate_tick(context)
         assert not result.run_requests
+        assert result.skip_message is not None and str(landing) in result.skip_message
+        landing.mkdir()
+        result = sensor.evaluate_tick(context)
+        assert not result.run_requests and result.skip_message == "no new landing files"
         drop("2026/11/02/15")  # midday of Nov 2nd in Sao Paulo
         result = sensor.evaluate_tick(context)
         assert [r.partition_key for r in result.run_requests] == ["2026-11-02"]

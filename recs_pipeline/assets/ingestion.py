@@ -40,7 +40,21 @@ class PagesRunConfig(dg.Config):
     force_refetch: bool = False
 
 
+class IngestRunConfig(dg.Config):
+    """Run configuration of ``<site>__ingest_events``.
+
+    ``replace_with_empty``: let a day whose landing files give no event at all replace a lake
+    partition that holds events. Off, such a day fails the run with the day and its stored row
+    count (a landing area that vanished or was emptied must not wipe the lake)."""
+
+    replace_with_empty: bool = False
+
+
 PAGE_META = list(schemas.PAGE_METADATA_COLUMNS)
+
+
+class EmptyReplacementRefused(RuntimeError):
+    """A day read no event at all while the lake already holds events for it."""
 
 
 def with_page_metadata(pages: pd.DataFrame, registry: pd.DataFrame | None) -> pd.DataFrame:
@@ -68,10 +82,15 @@ class SourceDays:
     """
 
     def __init__(
-        self, reads: Iterator[tuple[dt.date, DayEvents]], log: Callable[[str], None]
+        self,
+        reads: Iterator[tuple[dt.date, DayEvents]],
+        log: Callable[[str], None],
+        stored_rows: Callable[[str], int] | None = None,
     ) -> None:
         self._reads = reads
         self._log = log
+        #: Rows the lake holds for a day; given, an empty day may not replace a non-empty one.
+        self._stored_rows = stored_rows
         self._events: dict[str, pd.DataFrame] = {}
         self._quarantine: dict[str, pd.DataFrame] = {}
         self.totals: Counter[str] = Counter()
@@ -96,6 +115,15 @@ class SourceDays:
             except StopIteration:
                 raise LookupError(f"the event source gave nothing for {day}") from None
             key = read_day.isoformat()
+            if result.events.empty and self._stored_rows is not None:
+                stored = self._stored_rows(key)
+                if stored:
+                    raise EmptyReplacementRefused(
+                        f"{key}: the landing files gave no event ({result.lines_read:,} lines "
+                        f"read) but the lake's raw_events partition holds {stored:,}; refusing "
+                        "to replace it with an empty one (run config `replace_with_empty: "
+                        "true` allows it)"
+                    )
             self._count(key, result)
             self._events[key] = result.events
             self._quarantine[key] = result.quarantine
@@ -173,13 +201,21 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         group_name=group,
         backfill_policy=SINGLE_RUN,
     )
-    def ingest_events(context: dg.AssetExecutionContext) -> tuple[DayFrames, DayFrames]:
+    def ingest_events(
+        context: dg.AssetExecutionContext, lake: LakeResource, config: IngestRunConfig
+    ) -> tuple[DayFrames, DayFrames]:
         days = run_days(context)
+        store = lake.lake()
         reads = SourceDays(
             event_source(site).read_days(
                 [dt.date.fromisoformat(day) for day in days], now=run_started(context)
             ),
             log=lambda line: context.log.info(f"{site.name} {line}"),
+            stored_rows=(
+                None
+                if config.replace_with_empty
+                else partial(store.row_count, site.name, "raw_events")
+            ),
         )
         events = DayFrames(
             {day: partial(reads.events, day) for day in days},

@@ -93,7 +93,28 @@ class FileSource:
         self.fs, self.root = resolve(config.location)
         self._listing: list[LandingFile] | None = None
 
+    def check_location(self) -> None:
+        """Raise, naming the location, when the landing area does not exist.
+
+        An existing empty folder is fine (nothing landed yet). On S3 the bucket must exist; a
+        prefix without objects is an empty folder (S3 has no folders of its own).
+        """
+        location = self.config.location
+        if isinstance(self.fs, pafs.S3FileSystem):
+            bucket = self.root.split("/", 1)[0]
+            if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise FileNotFoundError(
+                    f"landing area {location}: bucket {bucket!r} does not exist"
+                )
+            return
+        kind = self.fs.get_file_info(self.root).type
+        if kind == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"landing folder {location} ({self.root}) does not exist")
+        if kind != pafs.FileType.Directory:
+            raise NotADirectoryError(f"landing location {location} ({self.root}) is not a folder")
+
     def list_files(self) -> list[LandingFile]:
+        self.check_location()
         selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
         files = []
         for info in self.fs.get_file_info(selector):
