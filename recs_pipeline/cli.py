@@ -215,6 +215,37 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the serving API (published lists + live popularity and sessions)",
+        description="Serve recommendations over HTTP (README: Serving). The serving database "
+        "comes from RECS_DATABASE_URL, live state from RECS_LIVE_URL (in process when unset), "
+        "the warm-up events from the lake (RECS_LAKE_URL).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--site", action="append", default=[], help="serve this site (repeatable; default all)"
+    )
+    parser.add_argument(
+        "--no-warm", action="store_true", help="start with empty live state (no lake replay)"
+    )
+    parser.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``recs serve``: build the API from the environment and run it until interrupted."""
+    from recs_pipeline.serving.server import serve
+
+    try:
+        serve(args.host, args.port, args.site, warm=not args.no_warm)
+    except ValueError as error:
+        print(f"recs serve: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``recs`` parser; each subcommand registers itself and its handler."""
     parser = argparse.ArgumentParser(prog="recs", description="recs_pipeline tools")
@@ -222,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(subparsers)
     _add_summary(subparsers)
     _add_recommend(subparsers)
+    _add_serve(subparsers)
     return parser
 
 

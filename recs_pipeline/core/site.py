@@ -302,6 +302,47 @@ class AutomationConfig(_Strict):
     running_by_default: bool = False
 
 
+class ServingConfig(_Strict):
+    """The serving API's settings for this site (README: "Serving"); every field has a default."""
+
+    #: Name of an environment variable holding the bearer key that event writes must present
+    #: (``Authorization: Bearer <key>``); unset: writes are open (a loopback deployment).
+    write_key_env: str | None = None
+    #: Largest accepted ``POST .../events`` body; larger ones get 413.
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    #: Most events in one post (more: 413).
+    max_events: int = Field(default=10_000, gt=0)
+    #: ``k`` above this is capped (not refused).
+    max_k: int = Field(default=100, gt=0, le=1_000)
+    #: Half-lives of live popularity, minutes (the first one scores recommendations).
+    half_lives_minutes: tuple[float, ...] = (3.0, 30.0, 120.0)
+    #: Clicks of one reader this many minutes apart or less co-visit each other.
+    covisit_window_minutes: float = Field(default=60.0, gt=0)
+    #: Half-life of co-visitation weights, minutes.
+    covisit_half_life_minutes: float = Field(default=360.0, gt=0)
+    #: A reader's session ends after this many minutes without a click (without a session_id).
+    session_gap_minutes: float = Field(default=30.0, gt=0)
+    #: Recent clicks kept per reader.
+    recent_clicks: int = Field(default=20, gt=0, le=500)
+    #: The session's last clicks whose co-visits score a list (1: the last click only).
+    session_depth: int = Field(default=1, ge=1, le=20)
+    #: Weights of the blend: live popularity, session co-visitation, the personal list.
+    live_weight: float = Field(default=1.0, ge=0)
+    session_weight: float = Field(default=1.0, ge=0)
+    personal_weight: float = Field(default=0.0, ge=0)
+    #: Live-popularity candidates scored per request.
+    candidates: int = Field(default=200, gt=0)
+    #: Hours of the lake's newest raw events replayed into live state at start-up.
+    warm_hours: float = Field(default=6.0, ge=0)
+
+    @field_validator("half_lives_minutes")
+    @classmethod
+    def _some_half_lives(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(v <= 0 for v in value):
+            raise ValueError("half_lives_minutes needs at least one positive half-life")
+        return value
+
+
 class SiteConfig(_Strict):
     """One news site: its events, thresholds, models and automation."""
 
@@ -316,6 +357,7 @@ class SiteConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     publish: PublishConfig = PublishConfig()
     automation: AutomationConfig = AutomationConfig()
+    serving: ServingConfig = ServingConfig()
 
     @field_validator("name")
     @classmethod

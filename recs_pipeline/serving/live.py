@@ -1,0 +1,510 @@
+"""Live state: what happened in the last minutes and hours, updated on every accepted event.
+
+Per site: decayed article popularity at several half-lives (its trend is the ratio of two), each
+reader's recent clicks (so the current session) and read articles, and item-to-item
+co-visitation (articles clicked by one reader within ``covisit_window``, decayed over hours).
+The clock is event time: the newest accepted event; a late event counts (it adds what it would
+have added, decayed) without moving the clock back.
+
+Two implementations behind one small protocol: ``MemoryLiveStore`` (in process, the default)
+and ``RedisLiveStore`` (``RECS_LIVE_URL=redis://…``, several workers share one state; a batch of
+events is applied by one Lua script, so it is atomic and each event costs one round trip less
+than a batch).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, cast
+
+import redis
+
+from recs_pipeline.serving.scoring import (
+    HOUR_MS,
+    MINUTE_MS,
+    REBASE_HALF_LIVES,
+    Click,
+    decay_factor,
+    growth,
+    needs_rebase,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """One accepted click."""
+
+    user_id: str
+    article_id: str
+    ts_ms: int
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How one site's live state is kept (from the ``serving`` section of its YAML)."""
+
+    half_lives_ms: tuple[int, ...] = (3 * MINUTE_MS, 30 * MINUTE_MS, 2 * HOUR_MS)
+    covisit_window_ms: int = HOUR_MS
+    covisit_half_life_ms: int = 6 * HOUR_MS
+    recent_clicks: int = 20
+    read_limit: int = 500
+    reader_ttl_ms: int = 48 * HOUR_MS
+    prune_every: int = 50_000
+
+
+class LiveStore(Protocol):
+    """What the API asks of live state. Counts and weights are decayed at the site's clock."""
+
+    def apply(self, site: str, events: Sequence[LiveEvent]) -> None: ...
+
+    def clock(self, site: str) -> int | None: ...
+
+    def popular(
+        self, site: str, half_life_ms: int, n: int, skip: Iterable[str] = ()
+    ) -> list[tuple[str, float]]: ...
+
+    def counts(self, site: str, half_life_ms: int, articles: Sequence[str]) -> dict[str, float]: ...
+
+    def clicks(self, site: str, user_id: str) -> list[Click]: ...
+
+    def read(self, site: str, user_id: str) -> set[str]: ...
+
+    def neighbours(self, site: str, article_id: str, n: int) -> list[tuple[str, float]]: ...
+
+    def events(self, site: str) -> int: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# -- in process ---------------------------------------------------------------------------------
+
+
+class DecayedTable:
+    """Decayed sums per key (see ``scoring``): add is one addition, order needs no decay."""
+
+    __slots__ = ("half_life_ms", "ref_ms", "values")
+
+    def __init__(self, half_life_ms: float) -> None:
+        self.half_life_ms = half_life_ms
+        self.ref_ms: int | None = None
+        self.values: dict[str, float] = {}
+
+    def add(self, key: str, ts_ms: int, amount: float = 1.0) -> None:
+        if self.ref_ms is None:
+            self.ref_ms = ts_ms
+        elif needs_rebase(self.ref_ms, ts_ms, self.half_life_ms):
+            self.rebase(ts_ms)
+        self.values[key] = self.values.get(key, 0.0) + amount * growth(
+            ts_ms, self.ref_ms, self.half_life_ms
+        )
+
+    def rebase(self, to_ms: int) -> None:
+        if self.ref_ms is None:
+            self.ref_ms = to_ms
+            return
+        factor = decay_factor(self.ref_ms, to_ms, self.half_life_ms)
+        self.values = {k: v * factor for k, v in self.values.items()}
+        self.ref_ms = to_ms
+
+    def factor(self, now_ms: int) -> float:
+        return 0.0 if self.ref_ms is None else decay_factor(self.ref_ms, now_ms, self.half_life_ms)
+
+    def prune(self, now_ms: int, floor: float) -> None:
+        factor = self.factor(now_ms)
+        self.values = {k: v for k, v in self.values.items() if v * factor >= floor}
+
+
+@dataclass
+class _Reader:
+    clicks: list[Click] = field(default_factory=list)
+    read: dict[str, None] = field(default_factory=dict)
+
+
+def _is_repeat(clicks: Sequence[Click], position: int, click: Click) -> bool:
+    """Whether ``click`` repeats the click just before it (same article, same session)."""
+    if position == 0:
+        return False
+    before = clicks[position - 1]
+    return before.article_id == click.article_id and before.session_id == click.session_id
+
+
+@dataclass
+class _SiteState:
+    settings: LiveSettings
+    clock: int | None = None
+    events: int = 0
+    popularity: dict[int, DecayedTable] = field(default_factory=dict)
+    covisit: dict[str, DecayedTable] = field(default_factory=dict)
+    readers: dict[str, _Reader] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.popularity = {hl: DecayedTable(hl) for hl in self.settings.half_lives_ms}
+
+    def apply(self, event: LiveEvent) -> None:
+        s = self.settings
+        t = event.ts_ms
+        self.clock = t if self.clock is None else max(self.clock, t)
+        self.events += 1
+        for table in self.popularity.values():
+            table.add(event.article_id, t)
+        reader = self.readers.setdefault(event.user_id, _Reader())
+        click = Click(event.article_id, t, event.session_id)
+        position = bisect.bisect_right([c.ts_ms for c in reader.clicks], t)
+        if not _is_repeat(reader.clicks, position, click):
+            for other in reader.clicks:
+                if other.article_id != click.article_id and abs(t - other.ts_ms) <= (
+                    s.covisit_window_ms
+                ):
+                    self._covisit(other.article_id).add(click.article_id, t)
+                    self._covisit(click.article_id).add(other.article_id, t)
+            reader.clicks.insert(position, click)
+            if len(reader.clicks) > s.recent_clicks:
+                del reader.clicks[: len(reader.clicks) - s.recent_clicks]
+        reader.read[event.article_id] = None
+        if len(reader.read) > s.read_limit:
+            del reader.read[next(iter(reader.read))]
+        if self.events % s.prune_every == 0:
+            self.prune()
+
+    def _covisit(self, article_id: str) -> DecayedTable:
+        table = self.covisit.get(article_id)
+        if table is None:
+            table = self.covisit[article_id] = DecayedTable(self.settings.covisit_half_life_ms)
+        return table
+
+    def prune(self) -> None:
+        """Forget readers idle for ``reader_ttl`` and weights decayed to nearly nothing."""
+        if self.clock is None:
+            return
+        now = self.clock
+        horizon = now - self.settings.reader_ttl_ms
+        self.readers = {
+            u: r for u, r in self.readers.items() if r.clicks and r.clicks[-1].ts_ms >= horizon
+        }
+        for table in self.popularity.values():
+            table.prune(now, 1e-3)
+        for article in list(self.covisit):
+            table = self.covisit[article]
+            table.prune(now, 1e-2)
+            if not table.values:
+                del self.covisit[article]
+
+
+class MemoryLiveStore:
+    """Live state in this process (one lock: events and requests never see half an update)."""
+
+    def __init__(self, settings: Mapping[str, LiveSettings] | None = None) -> None:
+        self._settings = dict(settings or {})
+        self._sites: dict[str, _SiteState] = {}
+        self._lock = threading.Lock()
+
+    def _site(self, site: str) -> _SiteState:
+        state = self._sites.get(site)
+        if state is None:
+            state = self._sites[site] = _SiteState(self._settings.get(site, LiveSettings()))
+        return state
+
+    def apply(self, site: str, events: Sequence[LiveEvent]) -> None:
+        with self._lock:
+            state = self._site(site)
+            for event in events:
+                state.apply(event)
+
+    def clock(self, site: str) -> int | None:
+        state = self._sites.get(site)
+        return None if state is None else state.clock
+
+    def popular(
+        self, site: str, half_life_ms: int, n: int, skip: Iterable[str] = ()
+    ) -> list[tuple[str, float]]:
+        from recs_pipeline.serving.scoring import top_n
+
+        with self._lock:
+            state = self._sites.get(site)
+            if state is None or state.clock is None or half_life_ms not in state.popularity:
+                return []
+            table = state.popularity[half_life_ms]
+            factor = table.factor(state.clock)
+            return [(a, v * factor) for a, v in top_n(table.values, n, skip)]
+
+    def counts(self, site: str, half_life_ms: int, articles: Sequence[str]) -> dict[str, float]:
+        with self._lock:
+            state = self._sites.get(site)
+            if state is None or state.clock is None or half_life_ms not in state.popularity:
+                return {}
+            table = state.popularity[half_life_ms]
+            factor = table.factor(state.clock)
+            return {a: table.values[a] * factor for a in articles if a in table.values}
+
+    def clicks(self, site: str, user_id: str) -> list[Click]:
+        with self._lock:
+            state = self._sites.get(site)
+            reader = None if state is None else state.readers.get(user_id)
+            return [] if reader is None else list(reader.clicks)
+
+    def read(self, site: str, user_id: str) -> set[str]:
+        with self._lock:
+            state = self._sites.get(site)
+            reader = None if state is None else state.readers.get(user_id)
+            return set() if reader is None else set(reader.read)
+
+    def neighbours(self, site: str, article_id: str, n: int) -> list[tuple[str, float]]:
+        from recs_pipeline.serving.scoring import top_n
+
+        with self._lock:
+            state = self._sites.get(site)
+            if state is None or state.clock is None:
+                return []
+            table = state.covisit.get(article_id)
+            if table is None:
+                return []
+            factor = table.factor(state.clock)
+            return [(a, v * factor) for a, v in top_n(table.values, n)]
+
+    def events(self, site: str) -> int:
+        state = self._sites.get(site)
+        return 0 if state is None else state.events
+
+    def sizes(self, site: str) -> dict[str, int]:
+        """Entries held (readers, co-visit pairs, popular articles): for memory accounting."""
+        with self._lock:
+            state = self._sites.get(site)
+            if state is None:
+                return {"readers": 0, "covisit_pairs": 0, "articles": 0}
+            return {
+                "readers": len(state.readers),
+                "covisit_pairs": sum(len(t.values) for t in state.covisit.values()),
+                "articles": max((len(t.values) for t in state.popularity.values()), default=0),
+            }
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+# -- Redis --------------------------------------------------------------------------------------
+
+#: Applies a batch of events. ARGV: prefix, half-lives (JSON), covisit window, covisit half-life,
+#: recent clicks, reader TTL (s), rebase threshold, n, then n x (user, article, ts, session).
+#: A decayed zset ``K`` keeps its reference moment in ``K:ref`` (see ``scoring``).
+_APPLY: Final = r"""
+local P = ARGV[1]
+local hls = cjson.decode(ARGV[2])
+local window = tonumber(ARGV[3])
+local cvhl = tonumber(ARGV[4])
+local recent = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[6])
+local rebase = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+local function add(key, member, ts, hl)
+  local refkey = key .. ':ref'
+  local ref = tonumber(redis.call('GET', refkey))
+  if not ref then
+    ref = ts
+    redis.call('SET', refkey, string.format('%d', ts))
+  elseif (ts - ref) / hl > rebase then
+    local f = string.format('%.17g', 2 ^ (-(ts - ref) / hl))
+    redis.call('ZUNIONSTORE', key, 1, key, 'WEIGHTS', f)
+    ref = ts
+    redis.call('SET', refkey, string.format('%d', ts))
+  end
+  redis.call('ZINCRBY', key, string.format('%.17g', 2 ^ ((ts - ref) / hl)), member)
+end
+local clock = tonumber(redis.call('GET', P .. 'clock') or '-1')
+for i = 0, n - 1 do
+  local u = ARGV[9 + i * 4]
+  local a = ARGV[10 + i * 4]
+  local ts = tonumber(ARGV[11 + i * 4])
+  local s = ARGV[12 + i * 4]
+  if ts > clock then clock = ts end
+  for _, hl in ipairs(hls) do add(P .. 'pop:' .. hl, a, ts, hl) end
+  local ukey = P .. 'u:' .. u
+  local prev = redis.call('LRANGE', ukey, 0, -1)
+  local clicks = {}
+  local before_ts, before_a, before_s = nil, nil, nil
+  for _, item in ipairs(prev) do
+    local pts, pa, ps = string.match(item, '^(%-?%d+)\t([^\t]*)\t(.*)$')
+    pts = tonumber(pts)
+    clicks[#clicks + 1] = {pts, pa}
+    if pts <= ts and (before_ts == nil or pts >= before_ts) then
+      before_ts, before_a, before_s = pts, pa, ps
+    end
+  end
+  if not (before_a == a and before_s == s) then
+    for _, c in ipairs(clicks) do
+      if c[2] ~= a and math.abs(ts - c[1]) <= window then
+        add(P .. 'cv:' .. c[2], a, ts, cvhl)
+        add(P .. 'cv:' .. a, c[2], ts, cvhl)
+        redis.call('EXPIRE', P .. 'cv:' .. c[2], ttl)
+        redis.call('EXPIRE', P .. 'cv:' .. c[2] .. ':ref', ttl)
+        redis.call('EXPIRE', P .. 'cv:' .. a, ttl)
+        redis.call('EXPIRE', P .. 'cv:' .. a .. ':ref', ttl)
+      end
+    end
+    redis.call('LPUSH', ukey, string.format('%d', ts) .. '\t' .. a .. '\t' .. s)
+    if #clicks + 1 > recent then
+      -- keep the newest by event time: drop the oldest entry (usually the tail)
+      local oldest, oldest_item = nil, nil
+      for _, item in ipairs(redis.call('LRANGE', ukey, 0, -1)) do
+        local pts = tonumber(string.match(item, '^(%-?%d+)\t'))
+        if oldest == nil or pts < oldest then oldest, oldest_item = pts, item end
+      end
+      redis.call('LREM', ukey, -1, oldest_item)
+    end
+  end
+  redis.call('EXPIRE', ukey, ttl)
+  redis.call('SADD', P .. 'r:' .. u, a)
+  redis.call('EXPIRE', P .. 'r:' .. u, ttl)
+end
+redis.call('SET', P .. 'clock', string.format('%d', clock))
+redis.call('INCRBY', P .. 'n', n)
+return clock
+"""
+
+
+class RedisLiveStore:
+    """Live state in Redis (``redis://host:port/db``), keys under ``prefix<site>:``.
+
+    Reads are a few round trips per request; a batch of events is one script call. Keys of
+    readers and co-visits expire (wall time) after the reader TTL, so an idle site's state
+    drains away by itself. A Redis restart loses the state (the server here keeps nothing on
+    disk); the API answers from the published lists meanwhile and fills up again as events
+    arrive.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        settings: Mapping[str, LiveSettings] | None = None,
+        prefix: str = "recs:live:",
+        socket_timeout: float = 1.0,
+    ) -> None:
+        self._settings = dict(settings or {})
+        self.prefix = prefix
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            decode_responses=True,
+            health_check_interval=10,
+        )
+        self._apply = self._redis.register_script(_APPLY)
+
+    def _p(self, site: str) -> str:
+        return f"{self.prefix}{site}:"
+
+    def _settings_of(self, site: str) -> LiveSettings:
+        return self._settings.get(site, LiveSettings())
+
+    def apply(self, site: str, events: Sequence[LiveEvent]) -> None:
+        if not events:
+            return
+        s = self._settings_of(site)
+        args: list[Any] = [
+            self._p(site),
+            "[" + ",".join(str(h) for h in s.half_lives_ms) + "]",
+            s.covisit_window_ms,
+            s.covisit_half_life_ms,
+            s.recent_clicks,
+            max(1, s.reader_ttl_ms // 1000),
+            REBASE_HALF_LIVES,
+            len(events),
+        ]
+        for e in events:
+            for text in (e.user_id, e.article_id, e.session_id or ""):
+                if "\t" in text:
+                    raise ValueError("ids may not contain tab characters")
+            args.extend((e.user_id, e.article_id, e.ts_ms, e.session_id or ""))
+        self._apply(keys=[], args=args)
+
+    def clock(self, site: str) -> int | None:
+        value = self._redis.get(self._p(site) + "clock")
+        return None if value is None else int(str(value))
+
+    def _decayed(
+        self, site: str, key: str, half_life_ms: float, members: list[tuple[str, float]]
+    ) -> list[tuple[str, float]]:
+        clock = self.clock(site)
+        ref = self._redis.get(key + ":ref")
+        if clock is None or ref is None:
+            return []
+        factor = decay_factor(int(str(ref)), clock, half_life_ms)
+        return [(m, float(v) * factor) for m, v in members]
+
+    def popular(
+        self, site: str, half_life_ms: int, n: int, skip: Iterable[str] = ()
+    ) -> list[tuple[str, float]]:
+        if n <= 0:
+            return []
+        skipped = set(skip)
+        key = f"{self._p(site)}pop:{half_life_ms}"
+        got = cast(
+            list[tuple[str, float]],
+            self._redis.zrevrange(key, 0, n + len(skipped) - 1, withscores=True),
+        )
+        members = [(str(m), float(v)) for m, v in got if m not in skipped]
+        members.sort(key=lambda mv: (-mv[1], mv[0]))
+        return self._decayed(site, key, half_life_ms, members[:n])
+
+    def counts(self, site: str, half_life_ms: int, articles: Sequence[str]) -> dict[str, float]:
+        if not articles:
+            return {}
+        key = f"{self._p(site)}pop:{half_life_ms}"
+        scores = self._redis.zmscore(key, list(articles))
+        found = [(a, float(v)) for a, v in zip(articles, scores, strict=True) if v is not None]
+        return dict(self._decayed(site, key, half_life_ms, found))
+
+    def clicks(self, site: str, user_id: str) -> list[Click]:
+        items = self._redis.lrange(f"{self._p(site)}u:{user_id}", 0, -1)
+        out = []
+        for item in items:
+            ts, article, session = str(item).split("\t", 2)
+            out.append(Click(article, int(ts), session or None))
+        out.sort(key=lambda c: c.ts_ms)
+        return out
+
+    def read(self, site: str, user_id: str) -> set[str]:
+        return {str(a) for a in self._redis.smembers(f"{self._p(site)}r:{user_id}")}
+
+    def neighbours(self, site: str, article_id: str, n: int) -> list[tuple[str, float]]:
+        if n <= 0:
+            return []
+        key = f"{self._p(site)}cv:{article_id}"
+        got = cast(list[tuple[str, float]], self._redis.zrevrange(key, 0, n - 1, withscores=True))
+        members = sorted(((str(m), float(v)) for m, v in got), key=lambda mv: (-mv[1], mv[0]))
+        return self._decayed(site, key, self._settings_of(site).covisit_half_life_ms, members)
+
+    def events(self, site: str) -> int:
+        value = self._redis.get(self._p(site) + "n")
+        return 0 if value is None else int(str(value))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def live_store(
+    url: str | None, settings: Mapping[str, LiveSettings], prefix: str = "recs:live:"
+) -> LiveStore:
+    """``None``/empty: in process; ``redis://`` / ``rediss://`` / ``unix://``: Redis."""
+    if not url:
+        return MemoryLiveStore(settings)
+    if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        return RedisLiveStore(url, settings, prefix=prefix)
+    raise ValueError(f"RECS_LIVE_URL must be redis://host:port/db, got {url.split('://')[0]}://")

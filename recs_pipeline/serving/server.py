@@ -1,0 +1,129 @@
+"""Building the API from the environment, warming live state from the lake, running uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import uvicorn
+from fastapi import FastAPI
+
+from recs_pipeline import settings
+from recs_pipeline.adapters.lake import Lake, lake_from_url
+from recs_pipeline.core.site import SiteConfig, load_sites
+from recs_pipeline.serving.app import ServingState, create_app, site_runtime
+from recs_pipeline.serving.live import LiveEvent, LiveStore, live_store
+from recs_pipeline.serving.snapshot import reader_from_url
+
+log = logging.getLogger(__name__)
+
+WARM_BATCH: Final = 10_000
+
+
+def lake_events(lake: Lake, site: str, hours: float) -> list[LiveEvent]:
+    """The page views of the lake's newest ``hours`` of ``raw_events``, in time order."""
+    if hours <= 0:
+        return []
+    days = lake.days(site, "raw_events")
+    if not days:
+        return []
+    needed = int(np.ceil(hours / 24)) + 1
+    frame = lake.read_partitions(site, "raw_events", days[-needed:])
+    if frame is None or frame.empty:
+        return []
+    if "event_name" in frame.columns:
+        frame = frame[frame["event_name"].astype(str) == "page_view"]
+    frame = frame.dropna(subset=["user_id", "article_id", "ts"])
+    if frame.empty:
+        return []
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    ms = (ts.astype("int64") // 1_000_000).to_numpy() if ts.dt.unit == "ns" else None
+    if ms is None:
+        ms = ts.dt.as_unit("ms").astype("int64").to_numpy()
+    cutoff = int(ms.max()) - int(hours * 3_600_000)
+    keep = ms >= cutoff
+    users = frame["user_id"].astype(str).to_numpy()[keep]
+    articles = frame["article_id"].astype(str).to_numpy()[keep]
+    stamps = ms[keep]
+    order = np.argsort(stamps, kind="stable")
+    return [LiveEvent(str(users[i]), str(articles[i]), int(stamps[i])) for i in order]
+
+
+def warm_from_lake(live: LiveStore, lake: Lake, sites: Sequence[SiteConfig]) -> dict[str, int]:
+    """Replay each site's newest raw events into live state; a store that already has a clock
+    (a shared Redis other workers fill) is left as it is."""
+    warmed: dict[str, int] = {}
+    for site in sites:
+        if live.clock(site.name) is not None:
+            continue
+        began = time.perf_counter()
+        try:
+            events = lake_events(lake, site.name, site.serving.warm_hours)
+        except (OSError, ValueError) as error:
+            log.warning("%s: no warm-up from the lake: %s", site.name, error)
+            continue
+        for start in range(0, len(events), WARM_BATCH):
+            live.apply(site.name, events[start : start + WARM_BATCH])
+        warmed[site.name] = len(events)
+        log.info(
+            "%s: warmed live state with %d events in %.1fs",
+            site.name,
+            len(events),
+            time.perf_counter() - began,
+        )
+    return warmed
+
+
+def build_state(
+    sites: Sequence[SiteConfig],
+    database_url: str,
+    live: LiveStore,
+    lake: Lake | None = None,
+    refresh_seconds: float = 2.0,
+) -> ServingState:
+    reader = reader_from_url(database_url)
+    runtimes = {site.name: site_runtime(site, reader) for site in sites}
+
+    def warm(state: ServingState) -> None:
+        if lake is not None:
+            warm_from_lake(state.live, lake, [r.config for r in state.sites.values()])
+
+    return ServingState(sites=runtimes, live=live, refresh_seconds=refresh_seconds, warm=warm)
+
+
+def app_from_environment(site_names: Sequence[str] = (), warm: bool = True) -> FastAPI:
+    """The app as ``recs serve`` builds it: sites from ``RECS_SITES_DIR``, the serving database
+    from ``RECS_DATABASE_URL``, live state from ``RECS_LIVE_URL`` (in process when unset), the
+    lake from ``RECS_LAKE_URL`` for the warm-up."""
+    sites = load_sites(settings.sites_dir())
+    if site_names:
+        unknown = sorted(set(site_names) - {s.name for s in sites})
+        if unknown:
+            raise ValueError(f"unknown site(s) {unknown}; sites: {[s.name for s in sites]}")
+        sites = [s for s in sites if s.name in site_names]
+    from recs_pipeline.serving.app import live_settings
+
+    live = live_store(
+        os.environ.get("RECS_LIVE_URL"),
+        {s.name: live_settings(s.serving) for s in sites},
+        prefix=os.environ.get("RECS_LIVE_PREFIX", "recs:live:"),
+    )
+    lake = lake_from_url(settings.lake_url()) if warm else None
+    refresh = float(os.environ.get("RECS_SERVING_REFRESH_SECONDS", "2"))
+    return create_app(build_state(sites, settings.database_url(), live, lake, refresh))
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    site_names: Sequence[str] = (),
+    warm: bool = True,
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = app_from_environment(site_names, warm=warm)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
