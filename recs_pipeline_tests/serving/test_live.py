@@ -1,0 +1,174 @@
+"""Live state: the in-process store and the Redis one (127.0.0.1:6379) answer alike; the lake
+warm-up; the API on Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+
+from recs_pipeline.adapters.lake import lake_from_url
+from recs_pipeline.adapters.publishing import SqlitePublisher
+from recs_pipeline.serving.live import LiveEvent, LiveSettings, MemoryLiveStore, RedisLiveStore
+from recs_pipeline.serving.scoring import MINUTE_MS, decayed_count
+from recs_pipeline.serving.server import lake_events, warm_from_lake
+from recs_pipeline_tests.serving.conftest import (
+    AS_OF,
+    SITE,
+    T0,
+    StartApi,
+    click,
+    publish_version,
+    site_config,
+)
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SETTINGS = LiveSettings(
+    half_lives_ms=(3 * MINUTE_MS, 120 * MINUTE_MS),
+    covisit_window_ms=60 * MINUTE_MS,
+    covisit_half_life_ms=360 * MINUTE_MS,
+    recent_clicks=5,
+)
+
+
+@pytest.fixture
+def redis_store() -> Iterator[RedisLiveStore]:
+    prefix = f"recs_test:{uuid.uuid4().hex}:"
+    store = RedisLiveStore(REDIS_URL, {SITE: SETTINGS}, prefix=prefix)
+    assert store.ping(), "these tests need the Redis server on 127.0.0.1:6379"
+    yield store
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    store.close()
+
+
+def stream(n: int, seed: int = 5) -> list[LiveEvent]:
+    """Clicks over 20 hours (rebases at 3 minutes), some late, some repeated."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        ts = T0 + i * 60_000 * 20 * 60 // n
+        if rng.random() < 0.1:
+            ts -= rng.randrange(0, 30 * MINUTE_MS)  # late
+        user = f"u{rng.randrange(40)}"
+        article = f"a{min(int(rng.expovariate(0.3)), 30)}"
+        events.append(LiveEvent(user, article, ts, f"s{user}" if rng.random() < 0.5 else None))
+    return events
+
+
+def test_redis_and_memory_stores_agree(redis_store: RedisLiveStore) -> None:
+    memory = MemoryLiveStore({SITE: SETTINGS})
+    events = stream(3_000)
+    for start in range(0, len(events), 250):
+        memory.apply(SITE, events[start : start + 250])
+        redis_store.apply(SITE, events[start : start + 250])
+    newest = max(e.ts_ms for e in events)
+    assert memory.clock(SITE) == redis_store.clock(SITE) == newest  # late events: no going back
+    assert memory.events(SITE) == redis_store.events(SITE) == 3_000
+
+    for half_life in SETTINGS.half_lives_ms:
+        mine = memory.popular(SITE, half_life, 10)
+        theirs = redis_store.popular(SITE, half_life, 10)
+        assert [a for a, _ in mine] == [a for a, _ in theirs]
+        assert [v for _, v in mine] == pytest.approx([v for _, v in theirs], rel=1e-6)
+        top = mine[0][0]
+        direct = decayed_count([e.ts_ms for e in events if e.article_id == top], newest, half_life)
+        assert mine[0][1] == pytest.approx(direct, rel=1e-6)
+    assert redis_store.counts(SITE, SETTINGS.half_lives_ms[0], ["a1", "zz"]) == pytest.approx(
+        memory.counts(SITE, SETTINGS.half_lives_ms[0], ["a1", "zz"])
+    )
+    for article in ("a0", "a3"):
+        mine = memory.neighbours(SITE, article, 5)
+        theirs = redis_store.neighbours(SITE, article, 5)
+        assert mine and [a for a, _ in mine] == [a for a, _ in theirs]
+        assert [v for _, v in mine] == pytest.approx([v for _, v in theirs], rel=1e-6)
+    for user in ("u1", "u7"):
+        assert memory.clicks(SITE, user) == redis_store.clicks(SITE, user)
+        assert len(memory.clicks(SITE, user)) == SETTINGS.recent_clicks
+        assert memory.read(SITE, user) == redis_store.read(SITE, user)
+    assert memory.popular(SITE, SETTINGS.half_lives_ms[0], 3, skip={"a0"})[0][0] != "a0"
+
+
+def test_covisits_come_from_one_readers_clicks_within_the_window() -> None:
+    memory = MemoryLiveStore({SITE: SETTINGS})
+    memory.apply(
+        SITE,
+        [
+            LiveEvent("r", "a", T0),
+            LiveEvent("r", "a", T0 + 1),  # a repeat: no pair with itself, one click kept
+            LiveEvent("r", "b", T0 + 10 * MINUTE_MS),
+            LiveEvent("r", "c", T0 + 80 * MINUTE_MS),  # 70 minutes after b: outside the window
+            LiveEvent("q", "b", T0 + 81 * MINUTE_MS),
+        ],
+    )
+    assert [a for a, _ in memory.neighbours(SITE, "a", 5)] == ["b"]
+    assert [a for a, _ in memory.neighbours(SITE, "c", 5)] == []
+    assert [c.article_id for c in memory.clicks(SITE, "r")] == ["a", "b", "c"]
+
+
+def test_lake_warm_up_replays_the_newest_hours(tmp_path: Path) -> None:
+    lake = lake_from_url(str(tmp_path / "lake"))
+    start = pd.Timestamp("2026-11-03T00:00:00Z")
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(6)],
+            "ts": [start + pd.Timedelta(hours=h) for h in (1, 10, 20, 21, 22, 22.5)],
+            "user_id": ["u1", "u1", "u2", "u2", "u3", "u3"],
+            "article_id": ["old", "old", "a", "b", "a", "x"],
+            "event_name": ["page_view"] * 5 + ["page_ping"],
+            "path": ["/p"] * 6,
+            "referrer": [None] * 6,
+            "engaged_ms": [0] * 6,
+        }
+    )
+    lake.write_partition(SITE, "raw_events", "2026-11-03", frame)
+    events = lake_events(lake, SITE, hours=3)
+    assert [(e.user_id, e.article_id) for e in events] == [("u2", "a"), ("u2", "b"), ("u3", "a")]
+    store = MemoryLiveStore({SITE: SETTINGS})
+    config = site_config(warm_hours=3)
+    assert warm_from_lake(store, lake, [config]) == {SITE: 3}
+    assert store.clock(SITE) == int(dt.datetime(2026, 11, 3, 22, tzinfo=dt.UTC).timestamp() * 1000)
+    assert [a for a, _ in store.neighbours(SITE, "a", 5)] == ["b"]
+    assert warm_from_lake(store, lake, [config]) == {}  # a store with a clock is left alone
+
+
+def test_api_on_redis_shares_state_between_two_workers(
+    start_api: StartApi,
+    sqlite_db: tuple[str, SqlitePublisher],
+    redis_store: RedisLiveStore,
+) -> None:
+    url, publisher = sqlite_db
+    publish_version(publisher, AS_OF)
+    config = site_config()
+    other = RedisLiveStore(REDIS_URL, {SITE: SETTINGS}, prefix=redis_store.prefix)
+    first = start_api(url, config, live=redis_store)
+    second = start_api(url, config, live=other)
+    response = first.events(
+        [
+            click("a", "x", 0),
+            click("b", "x", 1),
+            click("b", "y", 2),
+            click("c", "z", 2),
+            click("d", "z", 2),
+        ]
+    )
+    assert response.json()["accepted"] == 5
+    # The other worker sees the same live state: live popularity, co-visits, reads.
+    items = second.recs("a", k=3)["items"]
+    assert [(i["article_id"], i["source"]) for i in items] == [
+        ("y", "session"),
+        ("z", "live"),
+        ("pop1", "popular"),
+    ]
+    assert "x" not in [i["article_id"] for i in items]
+    assert second.client.get("/readyz").json()["live_store"] == "ok"
+    other.close()
