@@ -246,6 +246,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="score the session protocol through the serving API (evaluation.md)",
+        description="For each day: start `recs serve`, post the clicks in time order, ask a "
+        "list before every session's last click over HTTP, and score it with the same run's "
+        "baselines (README: Serving).",
+    )
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--days", nargs=2, type=_date, required=True, metavar=("FIRST", "LAST"))
+    parser.add_argument("--sample", type=int, default=None, help="sessions to score in all")
+    parser.add_argument("--warm-hours", type=float, default=24.0)
+    parser.add_argument("--database-url", default=None, help="default: an empty database")
+    parser.set_defaults(handler=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``recs replay``: print the session protocol's table for the days."""
+    from recs_pipeline import settings
+    from recs_pipeline.core.site import load_sites
+    from recs_pipeline.serving.replay import iter_days, markdown, replay
+
+    sites = {s.name: s for s in load_sites(settings.sites_dir())}
+    if args.site not in sites:
+        print(f"recs replay: unknown site {args.site!r}", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    try:
+        results = replay(
+            sites[args.site],
+            list(iter_days(*args.days)),
+            database_url=args.database_url,
+            warm_hours=args.warm_hours,
+            sample=args.sample,
+        )
+    except FileNotFoundError as error:
+        print(f"recs replay: {error}", file=sys.stderr)
+        return 2
+    print(markdown(results))
+    print(f"({time.perf_counter() - began:.0f}s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``recs`` parser; each subcommand registers itself and its handler."""
     parser = argparse.ArgumentParser(prog="recs", description="recs_pipeline tools")
@@ -254,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_summary(subparsers)
     _add_recommend(subparsers)
     _add_serve(subparsers)
+    _add_replay(subparsers)
     return parser
 
 

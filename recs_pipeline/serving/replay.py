@@ -1,0 +1,411 @@
+"""``recs replay``: evaluation.md's session protocol through the real HTTP API.
+
+For each day D: start ``recs serve`` (a subprocess, empty live state, the serving database of
+``--database-url``), post the clicks of ``--warm-hours`` before D's start, then walk D in time
+order: before each sampled session's **last** click, post every click older than that moment and
+ask ``GET /recommendations`` for the session's reader; the truth is that last click's article.
+Sessions are the source's own (a ``session_id`` column of a delimited source, else 30 minutes of
+inactivity); consecutive repeated clicks are collapsed; sessions with fewer than 2 clicks, or
+that start on another day, are skipped.
+
+Baselines are computed in the same run from a shadow in-process live store fed exactly the
+posted events: live ``pop_decay`` (the site's first half-life), co-visitation from the session's
+last click filled with it, the 2-hour-old popularity list a batch-only system serves (1-hour
+half-life, frozen at each 2-hour boundary), each excluding what the reader read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from recs_pipeline import settings
+from recs_pipeline.adapters.lake import lake_from_url
+from recs_pipeline.adapters.publishing import SqlitePublisher
+from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.serving.app import live_settings
+from recs_pipeline.serving.live import LiveEvent, LiveSettings, MemoryLiveStore
+from recs_pipeline.serving.scoring import HOUR_MS, MINUTE_MS, combine_neighbours, fill
+
+K: Final = 20
+CUTS: Final = (10, 20)
+SESSION_GAP_MS: Final = 30 * MINUTE_MS
+
+
+@dataclass(frozen=True)
+class Query:
+    ts_ms: int
+    user_id: str
+    session_id: str
+    truth: str
+    last_before: str  # the session's click before the truth
+
+
+@dataclass
+class Scores:
+    """Hits per method at each cut: NDCG, HR, MRR sums and the number of sessions."""
+
+    n: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+
+    def add(self, ranked: Sequence[str], truth: str) -> None:
+        self.n += 1
+        position = ranked.index(truth) + 1 if truth in ranked[:K] else None
+        for cut in CUTS:
+            hit = position is not None and position <= cut
+            for metric, value in (
+                ("NDCG", 1 / math.log2(position + 1) if hit and position else 0.0),
+                ("HR", 1.0 if hit else 0.0),
+                ("MRR", 1 / position if hit and position else 0.0),
+            ):
+                key = f"{metric}@{cut}"
+                self.sums[key] = self.sums.get(key, 0.0) + value
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.n for k, v in self.sums.items()} if self.n else {}
+
+
+# -- clicks ----------------------------------------------------------------------------------
+
+
+def load_clicks(site: SiteConfig, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """Columns ``user_id, article_id, ts_ms, session_id`` (str, str, int64, str|None), sorted.
+
+    A delimited source is read straight from its landing files (its ``session_id`` column is
+    kept when there is one); other sources from the lake's ``raw_events`` page views.
+    """
+    events = site.events
+    if events.format == "csv" and events.columns is not None and events.columns.article_id:
+        cols = events.columns
+        assert cols.article_id is not None
+        folder = events.resolved_location()
+        files = sorted(folder.glob(events.files or "*.csv*"))
+        if not files:
+            raise FileNotFoundError(f"no {events.files} files under {folder}")
+        tables = []
+        for path in files:
+            table = pacsv.read_csv(path)
+            names = {cols.user_id: "user_id", cols.article_id: "article_id"}
+            names[cols.timestamp] = "ts"
+            if "session_id" in table.column_names:
+                names["session_id"] = "session_id"
+            table = table.select(list(names)).rename_columns(list(names.values()))
+            unit = {"s": 1000, "ms": 1, "us": 1e-3, "ns": 1e-6}[events.timestamp_unit]
+            ts = pc.cast(pc.multiply(pc.cast(table["ts"], pa.float64()), unit), pa.int64())
+            table = table.set_column(table.column_names.index("ts"), "ts", ts)
+            mask = pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms))
+            if pc.any(mask).as_py():
+                tables.append(table.filter(mask))
+        frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    else:
+        lake = lake_from_url(settings.lake_url())
+        first = dt.datetime.fromtimestamp(start_ms / 1000, site.tz).date()
+        last = dt.datetime.fromtimestamp(end_ms / 1000, site.tz).date()
+        days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+        raw = lake.read_partitions(site.name, "raw_events", days)
+        if raw is None or raw.empty:
+            raise FileNotFoundError(f"no raw_events of {site.name} for {days[0]}..{days[-1]}")
+        raw = raw[raw["event_name"].astype(str) == "page_view"]
+        ts = pd.to_datetime(raw["ts"], utc=True).dt.as_unit("ms").astype("int64")
+        frame = pd.DataFrame(
+            {"user_id": raw["user_id"], "article_id": raw["article_id"], "ts": ts.to_numpy()}
+        )
+        frame = frame[(frame["ts"] >= start_ms) & (frame["ts"] < end_ms)]
+    out = pd.DataFrame(
+        {
+            "user_id": frame["user_id"].astype(str).to_numpy(),
+            "article_id": frame["article_id"].astype(str).to_numpy(),
+            "ts_ms": frame["ts"].astype("int64").to_numpy(),
+            "session_id": frame["session_id"].astype(str).to_numpy()
+            if "session_id" in frame.columns
+            else None,
+        }
+    )
+    out = out.sort_values(["ts_ms", "user_id"], kind="stable", ignore_index=True)
+    if out["session_id"].isna().all():
+        out["session_id"] = gap_sessions(out)
+    return out
+
+
+def gap_sessions(clicks: pd.DataFrame) -> np.ndarray:
+    """Session ids from inactivity: a reader's click more than 30 minutes after the previous."""
+    order = clicks.sort_values(["user_id", "ts_ms"], kind="stable")
+    new = (order["user_id"] != order["user_id"].shift()) | (order["ts_ms"].diff() > SESSION_GAP_MS)
+    numbers = new.cumsum().astype(str)
+    ids = pd.Series(order["user_id"].to_numpy() + ":" + numbers.to_numpy(), index=order.index)
+    return ids.sort_index().to_numpy()
+
+
+def session_queries(clicks: pd.DataFrame, day_start_ms: int, day_end_ms: int) -> list[Query]:
+    """One query per session that starts in the day: its last click, after collapsing repeats."""
+    queries = []
+    for (user, session), group in clicks.groupby(["user_id", "session_id"], sort=False):
+        ts = group["ts_ms"].to_numpy()
+        if not day_start_ms <= ts[0] < day_end_ms:
+            continue
+        articles = group["article_id"].tolist()
+        collapsed = [a for i, a in enumerate(articles) if i == 0 or a != articles[i - 1]]
+        if len(collapsed) < 2:
+            continue
+        last = len(articles) - 1
+        queries.append(Query(int(ts[last]), str(user), str(session), collapsed[-1], collapsed[-2]))
+    queries.sort(key=lambda q: (q.ts_ms, q.user_id))
+    return queries
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+class ServeProcess:
+    """``recs serve`` in a subprocess on a free loopback port, until closed."""
+
+    def __init__(self, site: str, database_url: str, port: int) -> None:
+        env = dict(os.environ, RECS_DATABASE_URL=database_url)
+        env.pop("RECS_LIVE_URL", None)
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recs_pipeline.cli",
+                "serve",
+                "--site",
+                site,
+                "--port",
+                str(port),
+                "--no-warm",
+            ],
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("recs serve did not start")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the replay ------------------------------------------------------------------------------
+
+
+@dataclass
+class Baselines:
+    """The same run's baselines from a shadow store fed exactly what the API was posted."""
+
+    site: str
+    settings: LiveSettings
+    store: MemoryLiveStore = field(init=False)
+    batch_popular: list[tuple[str, float]] = field(default_factory=list)
+    batch_boundary: int | None = None
+
+    def __post_init__(self) -> None:
+        shadow = LiveSettings(
+            half_lives_ms=(self.settings.half_lives_ms[0], HOUR_MS),
+            covisit_window_ms=self.settings.covisit_window_ms,
+            covisit_half_life_ms=self.settings.covisit_half_life_ms,
+            recent_clicks=self.settings.recent_clicks,
+        )
+        self.settings = shadow
+        self.store = MemoryLiveStore({self.site: shadow})
+
+    def apply(self, events: Sequence[LiveEvent]) -> None:
+        self.store.apply(self.site, events)
+
+    def at(self, ts_ms: int) -> None:
+        """Freeze the batch list at each 2-hour boundary passed (from what came before it)."""
+        boundary = ts_ms - ts_ms % (2 * HOUR_MS)
+        if boundary != self.batch_boundary:
+            self.batch_boundary = boundary
+            self.batch_popular = self.store.popular(self.site, HOUR_MS, 500)
+
+    def lists(self, query: Query) -> dict[str, list[str]]:
+        read = self.store.read(self.site, query.user_id)
+        pop = self.store.popular(self.site, self.settings.half_lives_ms[0], K + len(read), read)
+        covisit = combine_neighbours(
+            [(1.0, self.store.neighbours(self.site, query.last_before, 200))]
+        )
+        ranked_covisit = sorted(covisit.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "pop_decay": [a for a, _ in pop][:K],
+            "covisit_last_click+pop": [
+                s.article_id
+                for s in fill(K, [("session", ranked_covisit), ("live", pop)], excluded=read)
+            ],
+            "batch_pop_2h_old": [a for a, _ in self.batch_popular if a not in read][:K],
+        }
+
+
+def replay_day(
+    site: SiteConfig,
+    day: dt.date,
+    database_url: str,
+    warm_hours: float,
+    sample: int | None,
+    seed: int,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Scores]:
+    tz = site.tz
+    start = dt.datetime.combine(day, dt.time(), tz)
+    day_start = int(start.timestamp() * 1000)
+    day_end = int((start + dt.timedelta(days=1)).timestamp() * 1000)
+    began = time.perf_counter()
+    clicks = load_clicks(site, day_start - int(warm_hours * HOUR_MS), day_end + 6 * HOUR_MS)
+    queries = session_queries(clicks, day_start, day_end)
+    if sample is not None and len(queries) > sample:
+        queries = sorted(
+            random.Random(seed).sample(queries, sample), key=lambda q: (q.ts_ms, q.user_id)
+        )
+    progress(
+        f"{day}: {len(clicks):,} clicks loaded, {len(queries):,} sessions to score "
+        f"({time.perf_counter() - began:.1f}s)"
+    )
+    scores: dict[str, Scores] = {}
+    baselines = Baselines(site.name, live_settings(site.serving))
+    server = ServeProcess(site.name, database_url, free_port())
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            users = clicks["user_id"].to_numpy()
+            articles = clicks["article_id"].to_numpy()
+            stamps = clicks["ts_ms"].to_numpy()
+            sessions = clicks["session_id"].to_numpy()
+            position = 0
+            posted = 0
+            timer = time.perf_counter()
+
+            def post_until(limit_ms: int) -> None:
+                nonlocal position, posted
+                end = int(np.searchsorted(stamps, limit_ms, side="left"))
+                for chunk_start in range(position, end, 1_000):
+                    chunk = range(chunk_start, min(end, chunk_start + 1_000))
+                    items = [
+                        {
+                            "user_id": str(users[i]),
+                            "article_id": str(articles[i]),
+                            "ts": int(stamps[i]),
+                            "session_id": str(sessions[i]),
+                        }
+                        for i in chunk
+                    ]
+                    answer = client.post(f"/v1/sites/{site.name}/events", json=items)
+                    answer.raise_for_status()
+                    body = answer.json()
+                    if body["rejected"]:
+                        raise RuntimeError(f"events rejected: {body['rejected'][:3]}")
+                    baselines.apply(
+                        [
+                            LiveEvent(
+                                str(users[i]), str(articles[i]), int(stamps[i]), str(sessions[i])
+                            )
+                            for i in chunk
+                        ]
+                    )
+                    posted += len(items)
+                position = max(position, end)
+
+            asked = 0
+            request_seconds = 0.0
+            for query in queries:
+                post_until(query.ts_ms)
+                baselines.at(query.ts_ms)
+                t = time.perf_counter()
+                answer = client.get(
+                    f"/v1/sites/{site.name}/recommendations",
+                    params={"user_id": query.user_id, "k": K},
+                )
+                request_seconds += time.perf_counter() - t
+                answer.raise_for_status()
+                served = [item["article_id"] for item in answer.json()["items"]]
+                scores.setdefault("api (served)", Scores()).add(served, query.truth)
+                for method, ranked in baselines.lists(query).items():
+                    scores.setdefault(method, Scores()).add(ranked, query.truth)
+                asked += 1
+            progress(
+                f"{day}: posted {posted:,} events, asked {asked:,} lists in "
+                f"{time.perf_counter() - timer:.0f}s "
+                f"(mean request {1000 * request_seconds / max(asked, 1):.2f} ms)"
+            )
+    finally:
+        server.close()
+    return scores
+
+
+def replay(
+    site: SiteConfig,
+    days: Sequence[dt.date],
+    database_url: str | None = None,
+    warm_hours: float = 24.0,
+    sample: int | None = None,
+    seed: int = 7,
+) -> dict[str, dict[str, float]]:
+    """Session-protocol means over the days (session-weighted), one row per method."""
+    with tempfile.TemporaryDirectory() as scratch:
+        if database_url is None:
+            path = Path(scratch) / "empty.sqlite"
+            SqlitePublisher(path)  # the serving tables, no version: lists come from live state
+            database_url = f"sqlite:///{path}"
+        per_sample = None if sample is None else max(1, sample // len(days))
+        total: dict[str, Scores] = {}
+        for day in days:
+            for method, s in replay_day(
+                site, day, database_url, warm_hours, per_sample, seed
+            ).items():
+                merged = total.setdefault(method, Scores())
+                merged.n += s.n
+                for key, value in s.sums.items():
+                    merged.sums[key] = merged.sums.get(key, 0.0) + value
+    return {method: {"sessions": float(s.n), **s.means()} for method, s in total.items()}
+
+
+def markdown(results: dict[str, dict[str, float]]) -> str:
+    columns = ["NDCG@20", "HR@20", "MRR@20", "NDCG@10", "HR@10", "MRR@10"]
+    lines = [
+        "| method | sessions | " + " | ".join(columns) + " |",
+        "|:--|--:|" + "--:|" * len(columns),
+    ]
+    for method, row in sorted(results.items(), key=lambda kv: -kv[1].get("NDCG@20", 0.0)):
+        cells = " | ".join(f"{row.get(c, 0.0):.3f}" for c in columns)
+        lines.append(f"| {method} | {int(row['sessions']):,} | {cells} |")
+    return "\n".join(lines)
+
+
+def iter_days(first: dt.date, last: dt.date) -> Iterator[dt.date]:
+    day = first
+    while day <= last:
+        yield day
+        day += dt.timedelta(days=1)
