@@ -1,15 +1,20 @@
-"""The evaluation.md table on the Globo.com clicks: the ranker against the four baselines.
+"""The evaluation.md table on the Globo.com clicks: the served lists against the baselines.
 
     python benchmarks/evaluate_globo.py            # tuning days 2017-10-08..10, both protocols
 
-Reads ``$RECS_GLOBO_DIR`` (default ``../shared/data/globo/clicks``) through the project's CSV
-event source (``sites/globo.yaml``), then for every evaluation day D: trains ALS on the 14 days
-before D's start (the ``als`` baseline and the ranker's ALS candidates), trains the LightGBM
-ranker as of D's start (2-hour label windows of the days before; the ALS features it trains on
-come from a model trained before its oldest anchor, so they never saw a label), and scores the
-ranker and the baselines with both protocols in the same pass (``core/evaluation.py``). Prints
-a Markdown table of means over the days (each day reader-weighted over its slots), with the time
-and peak memory of training and scoring. Exits with 2 and says so when the data is not there.
+Reads the ``globo`` site of ``$RECS_SITES_DIR`` (default ``sites/``) through the project's CSV
+event source, with the site's own folder (``$RECS_GLOBO_DIR``, default
+``../shared/data/globo/clicks``) and file glob. For every evaluation day D: trains ALS on the 14
+days before D's start (the ``als`` baseline and the ranker's ALS candidates), trains the
+LightGBM ranker as of D's start (the ALS features it trains on come from a model trained before
+its oldest anchor, so they never saw a label), and scores **what readers are served**
+(``served``: ``core/serving.recommendations_as_of``, the function behind ``user_recommendations``
+and ``recs recommend``, with the click window the asset reads and every earlier read excluded)
+for every test reader, next to the baselines (``pop_decay`` at every tuned half-life included),
+with both protocols, for all test readers and per reader group (active within 48 h, older
+history, no history in the ranker's click window). Prints Markdown tables of means over the days
+(each day reader-weighted over its slots), with the time and peak memory of training and
+scoring. Exits with 2 and says so when the data is not there.
 """
 
 from __future__ import annotations
@@ -26,19 +31,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recs_pipeline import settings
 from recs_pipeline.adapters.sources import event_source
 from recs_pipeline.assets.models import als_params
 from recs_pipeline.assets.ranking import baseline_params, page_views, ranker_params
 from recs_pipeline.core.als import AlsModel
 from recs_pipeline.core.baselines import Lists, click_als, fill_lists
 from recs_pipeline.core.candidates import ClickHistory, similar_matrix
-from recs_pipeline.core.evaluation import METRICS, evaluate_day, summarise_days
+from recs_pipeline.core.evaluation import ALL, METRICS, best_baseline, evaluate_day, summarise_days
 from recs_pipeline.core.ranker import (
     RankingContext,
     anchors_before,
     evaluation_methods,
     train_ranker,
 )
+from recs_pipeline.core.serving import GROUPS, ServedLists, ServingInputs
 from recs_pipeline.core.similarity import similar_articles
 from recs_pipeline.core.site import load_site
 from recs_pipeline.core.timeframe import day_bounds, day_of
@@ -95,21 +102,27 @@ def main() -> int:
         help="folder of clicks_hour_*.csv.gz (RECS_GLOBO_DIR)",
     )
     parser.add_argument("--days", nargs="+", default=["2017-10-08", "2017-10-09", "2017-10-10"])
-    parser.add_argument("--no-ranker", action="store_true", help="baselines only")
+    parser.add_argument("--no-ranker", action="store_true", help="serve fresh popularity only")
+    parser.add_argument(
+        "--ranker-alone",
+        action="store_true",
+        help="also score the ranker on its own over the whole click history (slow)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the per-slot results")
     args = parser.parse_args()
 
     data: Path = args.data
-    if not data.is_dir() or not any(data.glob("clicks_hour_*.csv.gz")):
+    os.environ["RECS_GLOBO_DIR"] = str(data)
+    site = load_site(settings.sites_dir() / "globo.yaml")
+    glob = site.events.file_glob
+    if not data.is_dir() or not any(data.glob(glob)):
         print(
-            f"The Globo clicks are not at {data} (clicks_hour_*.csv.gz).\n"
+            f"The Globo clicks are not at {data} ({glob}).\n"
             "Set RECS_GLOBO_DIR or --data to the folder of the public Globo.com dataset; "
             "nothing was evaluated.",
             file=sys.stderr,
         )
         return 2
-    os.environ["RECS_GLOBO_DIR"] = str(data)
-    site = load_site(PROJECT / "sites" / "globo.yaml")
     tz = site.tz
     last_day = dt.date.fromisoformat(max(args.days))
 
@@ -151,13 +164,12 @@ def main() -> int:
         t0 = time.perf_counter()
         als = als_as_of(day)
         als_seconds = time.perf_counter() - t0
+        similar_today = recent_similar(als, history, start, half_life)
         context = RankingContext(
             history,
             tz,
             als=als,
-            similar=similar_matrix(history, s)
-            if (s := recent_similar(als, history, start, half_life)) is not None
-            else None,
+            similar=similar_matrix(history, similar_today) if similar_today is not None else None,
         )
         model = None
         train_seconds = 0.0
@@ -182,27 +194,32 @@ def main() -> int:
                 f"{model.info['validation'].get('pop_decay', {}).get('ndcg', 0):.3f}",
                 flush=True,
             )
-        methods = evaluation_methods(context, model, baselines, k=site.models.evaluation.k)
-        scoring = {"seconds": 0.0, "readers": 0.0, "calls": 0.0}
-        if "ranker" in methods:
-            rank = methods["ranker"]
-
-            def timed(
-                moment: pd.Timestamp,
-                users: np.ndarray,
-                rank: Any = rank,
-                scoring: dict[str, float] = scoring,
-            ) -> Lists:
-                t = time.perf_counter()
-                lists = rank(moment, users)
-                scoring["seconds"] += time.perf_counter() - t
-                scoring["readers"] += len(users)
-                scoring["calls"] += 1
-                return lists
-
-            methods["ranker"] = timed
+        methods: dict[str, Any] = evaluation_methods(
+            context, model if args.ranker_alone else None, baselines, k=site.models.evaluation.k
+        )
+        served = ServedLists(
+            history,
+            clicks,
+            ServingInputs(
+                moment=start,
+                tz=tz,
+                clicks=clicks.iloc[:0],
+                seen=pd.DataFrame(columns=["user_id", "article_id"]),
+                popular=pd.DataFrame(columns=["rank", "article_id", "score"]),
+                als=als,
+                similar=similar_today,
+                ranker=model,
+                fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
+            ),
+            n=site.models.evaluation.k,
+            active_hours=site.models.ranker.active_hours,
+            clicks_days=site.models.ranker.history_days + 1,
+        )
+        methods = {"served": served, **methods}
         t0 = time.perf_counter()
-        result = evaluate_day(history, day, tz, methods, k=site.models.evaluation.k)
+        result = evaluate_day(
+            history, day, tz, methods, k=site.models.evaluation.k, groups=served.groups
+        )
         eval_seconds = time.perf_counter() - t0
         results.append(result)
         ceilings.append(
@@ -220,11 +237,10 @@ def main() -> int:
                 "day": day,
                 "als_training_s": round(als_seconds, 1),
                 "ranker_training_s": round(train_seconds, 1),
-                "ranker_scoring_s": round(scoring["seconds"], 1),
-                "readers_scored": int(scoring["readers"]),
-                "scoring_ms_per_reader": round(
-                    1000 * scoring["seconds"] / max(scoring["readers"], 1), 2
-                ),
+                "served_s": round(served.seconds, 1),
+                "served_s_per_slot": round(served.seconds / max(served.slots, 1), 1),
+                "readers_served": served.readers,
+                "served_ms_per_reader": round(1000 * served.seconds / max(served.readers, 1), 2),
                 "evaluation_s": round(eval_seconds, 1),
                 "peak_rss_mb": round(peak_mb()),
             }
@@ -237,21 +253,39 @@ def main() -> int:
         frame.assign(slot=frame["slot"].astype(str)).to_parquet(args.out, index=False)
     summary = summarise_days(frame)
     for protocol in ("next_day", "two_hour"):
-        table = summary.loc[summary["protocol"] == protocol, ["method", *METRICS]]
-        table = table.sort_values("ndcg", ascending=False)
-        print(f"\n{protocol} (means over {', '.join(sorted(args.days))}):\n")
+        table = summary.loc[(summary["protocol"] == protocol) & (summary["group"] == ALL)]
+        table = table[["method", *METRICS]].sort_values("ndcg", ascending=False)
+        print(f"\n{protocol}, every test reader (means over {', '.join(sorted(args.days))}):\n")
         print(table.to_markdown(index=False, floatfmt=".3f"))
-    two_hour = summary.loc[summary["protocol"] == "two_hour"].set_index("method")
-    if "ranker" in two_hour.index:
-        best = two_hour.drop(index="ranker").sort_values("ndcg", ascending=False).iloc[0]
-        ranker = two_hour.loc["ranker"]
-        print(
-            f"\n2-hour NDCG@10: ranker {ranker['ndcg']:.3f} = "
-            f"{ranker['ndcg'] / best['ndcg']:.2f} x best baseline {best.name} "
-            f"{best['ndcg']:.3f}; coverage {ranker['coverage']:.3f} vs {best['coverage']:.3f}"
+        print(f"\n{protocol} NDCG@10 by reader group (test readers per group):\n")
+        wide = summary.loc[summary["protocol"] == protocol].pivot_table(
+            index="method", columns="group", values="ndcg"
         )
-    ceiling = summarise_days(pd.concat(ceilings, ignore_index=True)).iloc[0]
-    best_ndcg = two_hour.drop(index="ranker", errors="ignore")["ndcg"].max()
+        readers = summary.loc[
+            (summary["protocol"] == protocol) & (summary["method"] == "served")
+        ].set_index("group")["users"]
+        order = [g for g in (ALL, *GROUPS) if g in wide.columns]
+        wide = wide[order].sort_values(ALL, ascending=False)
+        wide.columns = [f"{g} ({int(readers.get(g, 0)):,})" for g in order]
+        print(wide.to_markdown(floatfmt=".3f"))
+        for group in order:
+            best = best_baseline(summary, protocol, group)
+            mine = summary.loc[
+                (summary["protocol"] == protocol)
+                & (summary["group"] == group)
+                & (summary["method"] == "served")
+            ]
+            if best is not None and len(mine):
+                ndcg = float(mine["ndcg"].iloc[0])
+                print(
+                    f"- {protocol} {group}: served {ndcg:.3f} = "
+                    f"{ndcg / max(float(best['ndcg']), 1e-12):.3f} x best baseline "
+                    f"{best['method']} {float(best['ndcg']):.3f}"
+                )
+    ceiling_rows = summarise_days(pd.concat(ceilings, ignore_index=True))
+    ceiling = ceiling_rows.loc[ceiling_rows["group"] == ALL].iloc[0]
+    best_two_hour = best_baseline(summary, "two_hour")
+    best_ndcg = float(best_two_hour["ndcg"]) if best_two_hour is not None else float("nan")
     print(
         f"hindsight ceiling of one list for every reader (ranked by the slot's own clicks): "
         f"NDCG@10 {ceiling['ndcg']:.3f} = {ceiling['ndcg'] / best_ndcg:.2f} x best baseline"

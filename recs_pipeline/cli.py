@@ -152,8 +152,11 @@ def _add_recommend(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         help="what the pipeline would recommend to readers as of a moment",
         description=(
             "Rebuild a site's per-reader lists as of TIMESTAMP from the lake, through the same "
-            "code as the user_recommendations asset (ranker, else ALS/popular), and write them "
-            "as Parquet with columns user_id, rank, article_id, score."
+            "code as the user_recommendations asset (the ranker for every reader, else fresh "
+            "popularity), and write them as Parquet with columns user_id, rank, article_id, "
+            "score. Needs the raw_events partition of TIMESTAMP's day; uses the ranker, ALS and "
+            "similar articles of that day or the day before and the engagement partitions of "
+            "the read horizon when they are materialised."
         ),
     )
     parser.add_argument("--site", required=True, help="site name (a file in the sites folder)")
@@ -163,7 +166,7 @@ def _add_recommend(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         type=Path,
         default=None,
         help="file of user ids, one a line (or a Parquet/CSV file with a user_id column); "
-        "default: every reader of the window",
+        "default: every reader of the read set",
     )
     parser.add_argument("--out", type=Path, required=True, help="output Parquet file")
     parser.set_defaults(handler=cmd_recommend)
@@ -183,7 +186,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     """``recs recommend``: lists as of a moment, from the lake, written as Parquet."""
     from recs_pipeline import settings
     from recs_pipeline.adapters.lake import lake_from_url
-    from recs_pipeline.assets.ranking import serving_inputs_from_lake
+    from recs_pipeline.assets.ranking import MissingPartition, serving_inputs_from_lake
     from recs_pipeline.core.serving import recommendations_as_of
     from recs_pipeline.core.site import load_sites
     from recs_pipeline.core.timeframe import parse_moment
@@ -200,17 +203,23 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 2
     users = _read_users(args.users) if args.users else None
     began = time.perf_counter()
-    inputs = serving_inputs_from_lake(lake_from_url(settings.lake_url()), site, moment)
+    try:
+        inputs = serving_inputs_from_lake(lake_from_url(settings.lake_url()), site, moment)
+    except MissingPartition as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     recs = recommendations_as_of(
         inputs, site.models.per_user, site.models.ranker.active_hours, users=users
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     recs[["user_id", "rank", "article_id", "score"]].to_parquet(args.out, index=False)
-    sources = recs["source"].value_counts().to_dict() if len(recs) else {}
+    firsts = recs.loc[recs["rank"] == 1]
+    sources = firsts.groupby(["group", "source"]).size().to_dict() if len(recs) else {}
     print(
         f"{recs['user_id'].nunique() if len(recs) else 0:,} readers, {len(recs):,} rows as of "
         f"{moment.isoformat()} -> {args.out} in {time.perf_counter() - began:.1f}s "
-        f"(ranker: {'yes' if inputs.ranker is not None else 'no'}; by source: {sources})"
+        f"(ranker: {'yes' if inputs.ranker is not None else 'no'}; readers by group and source: "
+        f"{sources})"
     )
     return 0
 

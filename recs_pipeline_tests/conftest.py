@@ -100,7 +100,7 @@ def site_config(name: str, landing: Path, **overrides: object) -> SiteConfig:
                 "n_estimators": 20,
                 "min_child_samples": 10,
             },
-            "gate": {"min_lift": -0.5, "min_coverage": 0.05},
+            "gate": {"min_lift": -0.5, "min_group_lift": -0.5, "min_coverage": 0.05},
             "evaluation": {"lookback_days": 2},
         },
         "publish": {"keep_versions": 2},

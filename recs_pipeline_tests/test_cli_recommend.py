@@ -89,3 +89,18 @@ def test_unknown_site_is_refused(environment: Path) -> None:
     out = environment / "x.parquet"
     assert main(["recommend", "--site", "nope", "--as-of", "2026-11-05", "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_a_missing_raw_events_partition_is_named(
+    materialised: Materialised, environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = materialised.site
+    out = environment / "none.parquet"
+    code = main(
+        ["recommend", "--site", site.name, "--as-of", "2030-01-01T12:00:00Z", "--out", str(out)]
+    )
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"{site.name}/raw_events/date=2030-01-01 is not in the lake" in error
+    assert "dagster asset materialize" in error
+    assert not out.exists()

@@ -1,9 +1,15 @@
 """The publishing gate: blocking checks on ``user_recommendations``.
 
 A failed check stops ``published_recommendations`` in the same run, so the versions already
-``current`` in the serving database stay served; the check's result says why. Three checks:
+``current`` in the serving database stay served; the check's result says why. Four checks:
 
-- ``ranker_beats_best_baseline``: the ranker's NDCG@10 on the held-out 2-hour slots of its
+- ``served_beats_best_baseline``: what readers are served, scored by ``recommendation_evaluation``
+  for every test reader (2-hour protocol, the day's finished slots, or the previous day's when
+  none has finished yet), must be at least the best baseline's NDCG@10 x (1 +
+  ``models.gate.min_lift``), tuned ``pop_decay`` half-lives included, and in every reader group
+  (active, older, no_history) with at least ``min_group_readers`` test readers at least that
+  group's best baseline x (1 + ``min_group_lift``). The result lists every group.
+- ``ranker_beats_best_baseline``: the new ranker's NDCG@10 on the held-out 2-hour slots of its
   training run must be at least the best baseline's x (1 + ``models.gate.min_lift``). When the
   lists come from the fallback (no ranker that day, or the ranker switched off) there is no new
   model to gate and the check passes, saying so.
@@ -26,7 +32,9 @@ import pandas as pd
 from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.assets.common import daily_partitions, key
 from recs_pipeline.assets.ranking import ranker_info
-from recs_pipeline.core.baselines import BASELINES
+from recs_pipeline.core.baselines import is_baseline
+from recs_pipeline.core.evaluation import ALL, best_baseline, summarise
+from recs_pipeline.core.serving import GROUPS
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import LakeResource
@@ -55,7 +63,7 @@ def ranker_verdict(
         return True, f"fallback (ALS/popular) served, no new model to gate: {reason}", {}
     validation: dict[str, dict[str, float]] = (info or {}).get("validation", {})
     ranker = validation.get("ranker")
-    baselines = {name: validation[name] for name in BASELINES if name in validation}
+    baselines = {name: metrics for name, metrics in validation.items() if is_baseline(name)}
     if not ranker or not baselines or not ranker.get("users"):
         return False, "the ranker has no validation on held-out readers: cannot show it wins", {}
     best_name, best = max(baselines.items(), key=lambda item: (item[1]["ndcg"], item[0]))
@@ -74,6 +82,47 @@ def ranker_verdict(
         f"{best['ndcg']:.4f} x (1 + {margin:g}) = {required:.4f} "
         f"on {int(ranker['users'])} held-out readers"
     )
+    return bool(passed), reason, numbers
+
+
+def served_verdict(site: SiteConfig, evaluation: pd.DataFrame | None, day: str) -> DayVerdict:
+    """Whether the served lists beat the best baseline overall and in each group (pure)."""
+    gate = site.models.gate
+    rows = None if evaluation is None else evaluation.loc[evaluation["protocol"] == "two_hour"]
+    if rows is None or rows.empty:
+        return True, f"{day}: no finished 2-hour slot evaluated yet, nothing to compare", {}
+    summary = summarise(rows)
+    served = summary.loc[summary["method"] == "served"]
+    scores = dict(zip(served["group"], served["ndcg"].astype(float), strict=True))
+    counts = dict(zip(served["group"], served["users"].astype(int), strict=True))
+    if served.empty:
+        return False, f"{day}: the evaluation has no score for the served lists", {}
+    parts: list[str] = []
+    numbers: dict[str, float] = {}
+    passed = True
+    for group in (ALL, *GROUPS):
+        best = best_baseline(summary, "two_hour", group)
+        if group not in scores or best is None:
+            continue
+        ndcg, readers = scores[group], counts[group]
+        lift = ndcg / float(best["ndcg"]) if float(best["ndcg"]) else float("inf")
+        margin = gate.min_lift if group == ALL else gate.min_group_lift
+        gated = group == ALL or readers >= gate.min_group_readers
+        ok = lift >= 1.0 + margin or not gated
+        passed &= ok
+        numbers[f"{group}_served_ndcg"] = ndcg
+        numbers[f"{group}_best_baseline_ndcg"] = float(best["ndcg"])
+        numbers[f"{group}_lift"] = lift
+        numbers[f"{group}_readers"] = float(readers)
+        verdict = "ok" if ok else "FAILS"
+        if not gated:
+            verdict = f"not gated: fewer than {gate.min_group_readers} readers"
+        parts.append(
+            f"{group} ({readers} readers): served {ndcg:.4f} vs {best['method']} "
+            f"{float(best['ndcg']):.4f} = {lift:.3f}x, need >= {1.0 + margin:.3f}x: {verdict}"
+        )
+    days = ", ".join(sorted(set(rows["date"].astype(str)))) if "date" in rows else day
+    reason = f"2-hour NDCG@10 on {days}: " + "; ".join(parts)
     return bool(passed), reason, numbers
 
 
@@ -146,6 +195,15 @@ def _coverage_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
     return coverage_verdict(site, ranker_info(lake, site, day), _served_by_ranker(lake, site, day))
 
 
+def _served_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
+    """The day's evaluation, or the previous day's while none of the day's slots has ended."""
+    for evaluated in (day, window_days(day, 2)[0]):
+        frame = lake.read_partition(site.name, "recommendation_evaluation", evaluated)
+        if frame is not None and (frame["protocol"] == "two_hour").any():
+            return served_verdict(site, frame, evaluated)
+    return served_verdict(site, None, day)
+
+
 def _readers_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
     recs = lake.read_partition(site.name, "user_recommendations", day)
     engagement = lake.read_partitions(
@@ -164,11 +222,18 @@ class GateCheck:
     name: str
     description: str
     day_verdict: Callable[[Lake, SiteConfig, str], DayVerdict]
-    #: Whether the verdict reads the day's ``ranker_model`` (then a dependency of the check).
-    reads_ranker: bool = True
+    #: What the verdict reads besides ``user_recommendations`` (dependencies of the check).
+    reads: tuple[str, ...] = ("ranker_model",)
 
 
 GATE: Final = (
+    GateCheck(
+        "served_beats_best_baseline",
+        "What readers are served beats the best baseline (tuned pop_decay included), overall and "
+        "in every reader group.",
+        _served_day,
+        reads=("recommendation_evaluation",),
+    ),
     GateCheck(
         "ranker_beats_best_baseline",
         "The ranker's held-out NDCG@10 beats the best baseline by the site's margin.",
@@ -183,7 +248,7 @@ GATE: Final = (
         "enough_readers_have_recommendations",
         "Enough of the window's readers have a list.",
         _readers_day,
-        reads_ranker=False,
+        reads=(),
     ),
 )
 
@@ -196,7 +261,7 @@ def _gate_check(site: SiteConfig, check: GateCheck) -> dg.AssetChecksDefinition:
         name=check.name,
         blocking=True,
         partitions_def=daily_partitions(site),
-        additional_deps=[key(site, "ranker_model")] if check.reads_ranker else None,
+        additional_deps=[key(site, name) for name in check.reads] or None,
         description=check.description,
     )
     def gate_check(

@@ -23,11 +23,17 @@ from recs_pipeline.assets.common import (
 )
 from recs_pipeline.assets.models import load_als
 from recs_pipeline.core.als import AlsModel, load_model
-from recs_pipeline.core.baselines import BASELINES, BaselineParams
+from recs_pipeline.core.baselines import BaselineParams
 from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow, stack
 from recs_pipeline.core.engagement import daily_engagement
-from recs_pipeline.core.evaluation import METRICS, RESULT_COLUMNS, evaluate_day, summarise
+from recs_pipeline.core.evaluation import (
+    METRICS,
+    RESULT_COLUMNS,
+    best_baseline,
+    evaluate_day,
+    summarise,
+)
 from recs_pipeline.core.popularity import popular_articles as rank_popular
 from recs_pipeline.core.ranker import (
     RankerModel,
@@ -38,7 +44,7 @@ from recs_pipeline.core.ranker import (
     save_ranker,
     train_ranker,
 )
-from recs_pipeline.core.serving import ServingInputs
+from recs_pipeline.core.serving import ServedLists, ServingInputs
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 from recs_pipeline.resources import Clock, LakeResource, run_started
@@ -79,6 +85,7 @@ def baseline_params(site: SiteConfig) -> BaselineParams:
     config = site.models.evaluation
     return BaselineParams(
         pop_decay_half_life_hours=config.pop_decay_half_life_hours,
+        pop_decay_half_lives_hours=config.pop_decay_half_lives_hours,
         lookback_hours=config.lookback_days * 24.0,
     )
 
@@ -192,6 +199,21 @@ def click_window(raw_events: DayFrames, days: int) -> TrailingWindow:
     return TrailingWindow(raw_events.map(page_views, CLICK_COLUMNS), days)
 
 
+OPENED_COLUMNS = ("user_id", "article_id")
+
+
+def opened_window(engagement: DayFrames, days: int) -> TrailingWindow:
+    """(reader, article) pairs opened in the ``days`` days ending with a day, one partition read
+    at a time and reduced to its distinct pairs as it is read."""
+    return TrailingWindow(engagement.map(_distinct_pairs, OPENED_COLUMNS), days)
+
+
+def _distinct_pairs(rows: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty:
+        return pd.DataFrame(columns=list(OPENED_COLUMNS))
+    return rows[list(OPENED_COLUMNS)].drop_duplicates().reset_index(drop=True)
+
+
 def day_ranking_context(
     clicks: TrailingWindow,
     sections: SectionWindow,
@@ -214,6 +236,29 @@ def day_ranking_context(
         read_similar(store, site, before),
         sections.sections(day),
     )
+
+
+def evaluation_numbers(summary: pd.DataFrame) -> dict[str, float]:
+    """``<protocol>_<group>_<method>_<metric>`` and, per protocol and group, the best baseline's
+    NDCG and the served lists' lift over it: the numbers the UI plots over days."""
+    values: dict[str, float] = {}
+    if summary.empty:
+        return values
+    for row in summary.itertuples(index=False):
+        for metric in ("users", "ndcg", "hit_rate"):
+            values[f"{row.protocol}_{row.group}_{row.method}_{metric}"] = float(
+                getattr(row, metric)
+            )
+    for (protocol, group), rows in summary.groupby(["protocol", "group"]):
+        best = best_baseline(rows, str(protocol), str(group))
+        served = rows.loc[rows["method"] == "served"]
+        if best is None or served.empty:
+            continue
+        values[f"{protocol}_{group}_best_baseline_ndcg"] = float(best["ndcg"])
+        values[f"{protocol}_{group}_served_lift"] = float(served["ndcg"].iloc[0]) / max(
+            float(best["ndcg"]), 1e-12
+        )
+    return values
 
 
 def gate_summary(validation: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -334,12 +379,17 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             "raw_events": dg.AssetIn(
                 key(site, "raw_events"),
                 partition_mapping=trailing_window(evaluation.lookback_days + 1),
-            )
+            ),
+            "engagement": dg.AssetIn(
+                key(site, "engagement"),
+                partition_mapping=trailing_window(site.engagement.read_days),
+            ),
         },
         deps=[
             previous_day_dep(site, "ranker_model"),
             previous_day_dep(site, "als_model"),
             previous_day_dep(site, "similar_articles"),
+            previous_day_dep(site, "popular_articles"),
             key(site, "pages"),
         ],
         kinds={"lightgbm", "pandas"},
@@ -347,62 +397,90 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     def recommendation_evaluation(
         context: dg.AssetExecutionContext,
         raw_events: DayFrames,
+        engagement: DayFrames,
         clock: Clock,
         lake: LakeResource,
     ) -> pd.DataFrame:
-        """Both protocols of evaluation.md on each day: the ranker and the four baselines.
+        """Both protocols of evaluation.md on each day: what readers are served, and baselines.
 
-        The day's lists come from models as of its start (the ranker, ALS and similar articles
-        of the previous day); next-day scores need the whole day, 2-hour slots are scored once
-        they have ended (a running day is evaluated on its finished slots).
+        ``served`` is the served chain itself (``core/serving.recommendations_as_of``, the
+        function behind ``user_recommendations``), built at every boundary from what the asset
+        would read then, with the models as of the day's start (the ranker, ALS, similar and
+        popular articles of the previous day), for every test reader: readers known only from
+        reads older than the click lookback included. Next to it, the baselines of the same
+        run: ``pop24h``, ``pop_decay`` at every tuned half-life (``pop_decay_<half-life>``),
+        ``covisit`` and ``als``. Rows per reader group (``all``, ``active``, ``older``,
+        ``no_history``). Next-day scores need the whole day; 2-hour slots are scored once they
+        have ended. The gate (``served_beats_best_baseline``) reads this table.
         """
         store = lake.lake()
         started = run_started(context)
         clicks = click_window(raw_events, evaluation.lookback_days + 1)
+        older_days = site.engagement.read_days - (evaluation.lookback_days + 1)
+        older = opened_window(engagement, older_days) if older_days > 0 else None
         sections = SectionWindow(store, site, evaluation.lookback_days + 1)
         frames = []
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
             before = previous_day(day)
             ctx = day_ranking_context(clicks, sections, lake, site, day, as_of)
-            model = load_day_ranker(store, site, before)
-            methods = evaluation_methods(ctx, model, baseline_params(site), k=evaluation.k)
-            result = evaluate_day(ctx.history, day, site.tz, methods, k=evaluation.k, until=as_of)
+            window = clicks.rows(day)
+            earlier = (
+                older.rows(window_days(day, evaluation.lookback_days + 2)[0])
+                if older is not None
+                else pd.DataFrame(columns=list(OPENED_COLUMNS))
+            )
+            popular = store.read_partition(site.name, "popular_articles", before)
+            if popular is None:
+                popular = pd.DataFrame(columns=["rank", "article_id", "score"])
+            served = ServedLists(
+                ctx.history,
+                window.loc[window["ts"] < as_of],
+                ServingInputs(
+                    moment=as_of,
+                    tz=site.tz,
+                    clicks=window.iloc[:0],
+                    seen=earlier,
+                    popular=popular,
+                    als=ctx.als,
+                    similar=read_similar(store, site, before),
+                    ranker=load_day_ranker(store, site, before) if config.enabled else None,
+                    categories=ctx.categories,
+                    fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
+                ),
+                n=evaluation.k,
+                active_hours=config.active_hours,
+                clicks_days=config.history_days + 1,
+            )
+            methods = {
+                "served": served,
+                **evaluation_methods(ctx, None, baseline_params(site), k=evaluation.k),
+            }
+            result = evaluate_day(
+                ctx.history,
+                day,
+                site.tz,
+                methods,
+                k=evaluation.k,
+                until=as_of,
+                groups=served.groups,
+                earlier=earlier,
+            )
             frames.append(result.assign(date=day))
+            context.log.info(
+                f"{site.name} {day}: evaluated {served.readers:,} reader lists over "
+                f"{served.slots} slots in {served.seconds:.0f}s"
+            )
         frame = concat_days(frames, EVALUATION_COLUMNS)
         if not frame.empty:
             frame = frame.assign(slot=frame["slot"].astype(str))
         summary = summarise(frame) if not frame.empty else pd.DataFrame()
-        values: dict[str, float] = {}
-        for row in summary.itertuples(index=False):
-            for metric in ("users", *METRICS):
-                values[f"{row.protocol}_{row.method}_{metric}"] = float(getattr(row, metric))
-        best = {}
-        for protocol in ("next_day", "two_hour"):
-            rows_ = (
-                summary.loc[
-                    (summary["protocol"] == protocol) & summary["method"].isin(list(BASELINES))
-                ]
-                if not summary.empty
-                else summary
-            )
-            if len(rows_):
-                top = rows_.sort_values("ndcg", ascending=False).iloc[0]
-                best[f"{protocol}_best_baseline_ndcg"] = float(top["ndcg"])
-                ranker = summary.loc[
-                    (summary["protocol"] == protocol) & (summary["method"] == "ranker")
-                ]
-                if len(ranker):
-                    best[f"{protocol}_ranker_lift"] = float(ranker["ndcg"].iloc[0]) / max(
-                        float(top["ndcg"]), 1e-12
-                    )
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
-                **numeric(values),
-                **numeric(best),
+                **numeric(evaluation_numbers(summary)),
                 "table": markdown_table(
-                    summary.round(4) if not summary.empty else summary, rows=20
+                    summary.round(4) if not summary.empty else summary, rows=60
                 ),
             }
         )
@@ -418,27 +496,41 @@ def _artifact_day(lake: Lake, site: SiteConfig, moment: pd.Timestamp) -> tuple[s
     return day, day if moment >= end else previous_day(day)
 
 
+class MissingPartition(LookupError):
+    """A partition that a list as of some moment needs and the lake does not hold."""
+
+
 def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp) -> ServingInputs:
     """What ``user_recommendations`` reads, rebuilt from the lake as of any moment.
 
     The moment's own day is re-derived from its raw events cut at the moment (the asset's
     engagement code path); models (ALS, similar articles, ranker) are the newest ones trained as
-    of a moment not after it, so nothing later leaks in.
+    of a moment not after it, so nothing later leaks in. Needs the ``raw_events`` partition of
+    the moment's day (``MissingPartition`` names it otherwise); the ranker, ALS and similar
+    articles of that day or the day before are used when materialised (without a ranker the
+    lists are fresh popularity); the read set is every ``engagement`` partition of the read
+    horizon that exists.
     """
     day, model_day = _artifact_day(lake, site, moment)
     ranker_config = site.models.ranker
+    if not lake.has_partition(site.name, "raw_events", day):
+        raise MissingPartition(
+            f"{site.name}/raw_events/date={day} is not in the lake: materialise it first, e.g. "
+            f"dagster asset materialize -m recs_pipeline.definitions "
+            f"--select '{site.name}/raw_events' --partition {day}"
+        )
     # Raw events only for the ranker's click history (which ends with the moment's day); the
-    # window's earlier days of engagement come from the engagement partitions.
+    # read set's earlier days come from the engagement partitions.
     raw = lake.read_partitions(
         site.name, "raw_events", window_days(day, ranker_config.history_days + 1)
     )
     raw = raw.loc[raw["ts"] < moment] if raw is not None else pd.DataFrame()
-    earlier = [d for d in window_days(day, site.engagement.window_days) if d != day]
+    earlier = [d for d in window_days(day, site.engagement.read_days) if d != day]
     engagement = lake.read_partitions(site.name, "engagement", earlier)
     today = daily_engagement(of_days(raw, [day]), day, moment, site.events.heartbeat_seconds)
     frames = [frame for frame in (engagement, today) if frame is not None and not frame.empty]
     engaged = pd.concat(frames, ignore_index=True) if frames else today
-    seen = engaged[["user_id", "article_id"]].drop_duplicates().assign(weight=1.0)
+    seen = engaged[["user_id", "article_id"]].drop_duplicates()
     popular_config = site.models.popular
     recent = of_days(engaged, window_days(day, popular_config.window_days))
     has_dwell = site.events.has_heartbeats
@@ -469,4 +561,5 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
         similar=read_similar(lake, site, model_day),
         ranker=ranker,
         categories=article_sections(lake, site, window_days(day, ranker_config.history_days + 1)),
+        fresh_half_life_hours=popular_config.fresh_half_life_hours,
     )

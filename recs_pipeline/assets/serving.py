@@ -17,9 +17,14 @@ from recs_pipeline.assets.common import (
     trailing_window,
 )
 from recs_pipeline.assets.models import als_params, load_als
-from recs_pipeline.assets.ranking import SectionWindow, click_window, load_day_ranker
+from recs_pipeline.assets.ranking import (
+    SectionWindow,
+    click_window,
+    load_day_ranker,
+    opened_window,
+)
 from recs_pipeline.core import schemas
-from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
+from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.serving import ServingInputs, article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
@@ -34,21 +39,6 @@ def read_articles_recommended(recommendations: pd.DataFrame, seen: pd.DataFrame)
     return len(recommendations[pair].merge(opened, on=pair, how="inner"))
 
 
-OPENED_COLUMNS = ("user_id", "article_id")
-
-
-def opened_window(engagement: DayFrames, days: int) -> TrailingWindow:
-    """(reader, article) pairs opened in the ``days`` days ending with a day, one partition read
-    at a time and reduced to its distinct pairs as it is read."""
-    return TrailingWindow(engagement.map(_distinct_pairs, OPENED_COLUMNS), days)
-
-
-def _distinct_pairs(rows: pd.DataFrame) -> pd.DataFrame:
-    if rows.empty:
-        return pd.DataFrame(columns=list(OPENED_COLUMNS))
-    return rows[list(OPENED_COLUMNS)].drop_duplicates().reset_index(drop=True)
-
-
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     ranker = site.models.ranker
@@ -59,7 +49,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         ins={
             "engagement": dg.AssetIn(
                 key(site, "engagement"),
-                partition_mapping=trailing_window(site.engagement.window_days),
+                partition_mapping=trailing_window(site.engagement.read_days),
             ),
             "popular_articles": dg.AssetIn(key(site, "popular_articles")),
             "similar_articles": dg.AssetIn(key(site, "similar_articles")),
@@ -84,23 +74,25 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         lake: LakeResource,
         clock: Clock,
     ) -> DayFrames:
-        """Top-N articles per reader of the window: the LightGBM ranker, or the ALS/popular path.
+        """Top-N articles for every reader of the read set, from the served chain.
 
-        Readers active in the last hours are ranked by the day's ranker (``ranker_model``) over
-        their candidates; the others, and everyone when the ranker is missing or switched off
-        (``models.ranker.enabled``), get ALS scores filled with popular articles. Every reader seen
-        in the window gets a list, and nothing the reader already opened in the window is
-        recommended, whether or not it counted as a read for the model. Days are computed one at
-        a time as the lake IO manager writes them: a range run holds one window of opened pairs
-        and of clicks, not the range's engagement.
+        Every reader is ranked by the day's ranker (``ranker_model``): readers in its click
+        history over their own candidates, the others over one shared list; without a ranker
+        (too little data, or ``models.ranker.enabled: false``) everyone gets fresh popularity.
+        Short lists are filled with fresh popularity, then the day's popular list. Nothing the
+        reader opened over ``engagement.read_days`` (90 by default) is recommended. The
+        metadata counts readers and scores by group (active, older, no_history) and source.
+        Days are computed one at a time as the lake IO manager writes them: a range run holds
+        one read set and one window of clicks, not the range's engagement.
         """
         per_user = site.models.per_user
         started = run_started(context)
         clicks = click_window(raw_events, ranker.history_days + 1)
-        opened = opened_window(engagement, site.engagement.window_days)
+        opened = opened_window(engagement, site.engagement.read_days)
         sections = SectionWindow(lake.lake(), site, ranker.history_days + 1)
         users, articles, catalogue = DistinctCount(), DistinctCount(), DistinctCount()
-        totals = {"rows": 0, "als": 0, "ranker": 0}
+        totals = {"rows": 0, "popular": 0, "ranker": 0}
+        readers_by: dict[str, int] = {}
         samples: list[pd.DataFrame] = []
 
         def day_recommendations(day: str) -> pd.DataFrame:
@@ -120,6 +112,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 similar=of_days(similar_articles, [day]),
                 ranker=model,
                 categories=sections.sections(day),
+                fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
             already_read = read_articles_recommended(recs, seen)
@@ -131,8 +124,18 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             articles.add(recs["article_id"])
             catalogue.add(seen["article_id"])
             totals["rows"] += len(recs)
-            totals["als"] += int((recs["source"] == "als").sum())
+            totals["popular"] += int((recs["source"] == "popular").sum())
             totals["ranker"] += int((recs["source"] == "ranker").sum())
+            firsts = recs.loc[recs["rank"] == 1]
+            counts = firsts.groupby(["group", "source"]).size()
+            for group, source, count in zip(
+                counts.index.get_level_values(0),
+                counts.index.get_level_values(1),
+                counts.to_numpy(),
+                strict=True,
+            ):
+                name = f"readers_{group}_{source}"
+                readers_by[name] = readers_by.get(name, 0) + int(count)
             if not samples and len(recs):
                 samples.append(recs.sort_values(["user_id", "rank"]).head(20))
             return recs.assign(date=day)[list(schemas.USER_RECOMMENDATION_COLUMNS)]
@@ -146,7 +149,10 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 "catalogue_coverage": dg.MetadataValue.float(
                     len(articles) / len(catalogue) if len(catalogue) else 0.0
                 ),
-                "share_from_als": dg.MetadataValue.float(totals["als"] / rows if rows else 0.0),
+                "share_from_popular": dg.MetadataValue.float(
+                    totals["popular"] / rows if rows else 0.0
+                ),
+                **{name: dg.MetadataValue.int(count) for name, count in sorted(readers_by.items())},
                 "share_from_ranker": dg.MetadataValue.float(
                     totals["ranker"] / rows if rows else 0.0
                 ),
@@ -232,7 +238,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                         params=dataclasses.asdict(als_params(site)),
                         metrics={
                             "users": float(users["user_id"].nunique()),
-                            "share_from_als": float((users["source"] == "als").mean()),
+                            "share_from_ranker": float((users["source"] == "ranker").mean()),
                         },
                     )
                 )

@@ -29,14 +29,32 @@ from recs_pipeline.core.candidates import (
 )
 from recs_pipeline.core.matrix import build_matrix
 
-__all__ = ["BASELINES", "BaselineParams", "Lists", "baseline_lists", "click_als", "fill_lists"]
+__all__ = [
+    "BASELINES",
+    "BaselineParams",
+    "Lists",
+    "baseline_lists",
+    "baseline_names",
+    "click_als",
+    "fill_lists",
+    "half_life_label",
+    "is_baseline",
+]
 
 BASELINES = ("pop24h", "pop_decay", "covisit", "als")
+
+
+def half_life_label(hours: float) -> str:
+    """``3m``, ``15m``, ``1h``, ``1.5h``: how a tuned ``pop_decay`` is named (``pop_decay_3m``)."""
+    return f"{round(hours * 60)}m" if hours < 1 else f"{hours:g}h"
 
 
 @dataclass(frozen=True)
 class BaselineParams:
     pop_decay_half_life_hours: float = 1.0
+    #: More ``pop_decay`` half-lives scored in the same run (``pop_decay_<label>``): the gate
+    #: compares with the best-tuned one, down to minutes.
+    pop_decay_half_lives_hours: tuple[float, ...] = ()
     #: Clicks older than this do not count for pop_decay and covisit.
     lookback_hours: float = 7 * 24.0
     covisit_window_hours: float = 1.0
@@ -143,6 +161,27 @@ def fill_lists(
     return Lists(row[order], col[order], rank[order], score[order])
 
 
+def baseline_names(params: BaselineParams) -> list[str]:
+    """Every baseline a run scores: the four of evaluation.md and each tuned ``pop_decay``."""
+    tuned = [
+        f"pop_decay_{half_life_label(hours)}"
+        for hours in sorted(set(params.pop_decay_half_lives_hours))
+        if hours != params.pop_decay_half_life_hours
+    ]
+    return [*BASELINES, *tuned]
+
+
+def is_baseline(name: str) -> bool:
+    return name in BASELINES or name.startswith("pop_decay_")
+
+
+def _half_life_of(method: str, params: BaselineParams) -> float:
+    for hours in params.pop_decay_half_lives_hours:
+        if method == f"pop_decay_{half_life_label(hours)}":
+            return hours
+    raise ValueError(f"unknown baseline {method!r}; known: {', '.join(baseline_names(params))}")
+
+
 def _global_top(scores: np.ndarray, depth: int) -> np.ndarray:
     codes = np.flatnonzero(scores > 0)
     order = np.lexsort((codes, -scores[codes]))
@@ -159,6 +198,9 @@ def baseline_lists(
     als: AlsModel | None = None,
 ) -> Lists:
     """One baseline's top-``k`` for the requested readers (history codes, -1 unknown)."""
+    half_life = params.pop_decay_half_life_hours
+    if method.startswith("pop_decay_"):
+        half_life, method = _half_life_of(method, params), "pop_decay"
     now = pd.Timestamp(moment).value / 1e9
     end = history.cut(moment)
     n_articles = len(history.articles)
@@ -167,9 +209,7 @@ def baseline_lists(
     ages = (now - history.seconds[window]) / HOUR
     # Deep enough that k unread remain for readers who clicked many of the top articles.
     depth = k + 40
-    decay = np.bincount(
-        codes, weights=np.exp2(-ages / params.pop_decay_half_life_hours), minlength=n_articles
-    )
+    decay = np.bincount(codes, weights=np.exp2(-ages / half_life), minlength=n_articles)
     pop_decay = _global_top(decay, depth)
     if method == "pop24h":
         counts = np.bincount(codes[ages <= 24.0], minlength=n_articles).astype(np.float64)

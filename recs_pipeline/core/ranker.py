@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse
 
 from recs_pipeline.core.als import AlsModel
-from recs_pipeline.core.baselines import BASELINES, BaselineParams, Lists, baseline_lists
+from recs_pipeline.core.baselines import BaselineParams, Lists, baseline_lists, baseline_names
 from recs_pipeline.core.candidates import (
     HOUR,
     CandidateParams,
@@ -287,7 +287,7 @@ def validate_ranker(
             continue
         ids = history.users.to_numpy()[users]
         methods: dict[str, Lists] = {"ranker": rank_lists(model, context, anchor, users, k)}
-        for name in BASELINES:
+        for name in baseline_names(baseline_params):
             methods[name] = baseline_lists(
                 name, history, anchor, users, k, baseline_params, als=context.als
             )
@@ -416,11 +416,11 @@ def evaluation_methods(
     k: int = 10,
 ) -> dict[str, Any]:
     """The methods the evaluation compares in one run: the ranker (when there is one) and the
-    four baselines, each a function (moment, reader codes) -> top-k lists."""
+    baselines (tuned ``pop_decay`` half-lives included), each (moment, reader codes) -> lists."""
     methods: dict[str, Any] = {}
     if model is not None:
         methods["ranker"] = lambda moment, users: rank_lists(model, context, moment, users, k)
-    for name in BASELINES:
+    for name in baseline_names(baseline_params):
         methods[name] = lambda moment, users, name=name: baseline_lists(
             name, context.history, moment, users, k, baseline_params, als=context.als
         )

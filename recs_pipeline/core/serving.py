@@ -1,14 +1,31 @@
-"""Per-reader recommendations as of a moment: the ranker first, the ALS / popular path as fallback.
+"""What a reader is served as of a moment: one chain for every reader, the same everywhere.
 
-One function used by the ``user_recommendations`` asset and by ``recs recommend``, so what the
-command prints is what the pipeline publishes. Readers active in the last ``active_hours`` are
-ranked by the LightGBM ranker (when one is given); every other reader of the window, and every
-reader when the ranker is missing or switched off, gets the ALS top-N filled with popular
-articles. Nothing a reader opened in the window is recommended.
+One function, :func:`recommendations_as_of`, builds the lists of the ``user_recommendations``
+asset, of ``recs recommend`` and of the evaluation's ``served`` method, so what the evaluation
+scores and the gate reads is exactly what readers get.
+
+The chain:
+
+- **ranker** for every reader when the day has one. Its features are mostly not personal
+  (minute-scale popularity, trend, freshness), so it ranks readers without recent clicks too:
+  readers in the click history get their own candidates and features; every reader without a
+  click in it (older history or none) would get the same candidates and features, so one shared
+  list is ranked once and each reader's read articles are taken out of it;
+- **popular**: fresh popularity (clicks decayed with a minutes-scale half-life at the moment),
+  then the day's popular list, for everyone when there is no ranker and to fill short lists.
+
+Nothing a reader has read is listed: the read set (every article the reader opened over the
+site's long read horizon) and the clicks before the moment are both excluded.
+
+Readers fall in three groups, reported and gated separately: ``active`` (a click within
+``active_hours``), ``older`` (in the click history, not active) and ``no_history`` (no click in
+the click history: known from older reads, or new).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -17,14 +34,30 @@ import numpy as np
 import pandas as pd
 
 from recs_pipeline.core.als import AlsModel
-from recs_pipeline.core.candidates import ClickHistory, similar_matrix
-from recs_pipeline.core.matrix import build_matrix
-from recs_pipeline.core.ranker import RankerModel, RankingContext, recommend
-from recs_pipeline.core.recommend import popular_only_recommendations, user_recommendations
+from recs_pipeline.core.candidates import HOUR, ClickHistory, similar_matrix
+from recs_pipeline.core.ranker import RankerModel, RankingContext, rank_lists
+from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 
-__all__ = ["ServingInputs", "article_registry", "recommendations_as_of"]
+__all__ = [
+    "COLUMNS",
+    "GROUPS",
+    "ServedLists",
+    "ServingInputs",
+    "article_registry",
+    "reader_groups",
+    "recommendations_as_of",
+]
 
 COLUMNS = ("user_id", "rank", "article_id", "score", "source")
+#: Reader groups, by what the chain knows of them at the moment.
+GROUPS = ("active", "older", "no_history")
+
+#: Shared-list depth beyond n: room for the articles a reader without recent clicks has read.
+_SHARED_EXTRA = 60
+#: Per-reader depth beyond n for readers in the click history (their clicks are excluded by the
+#: ranker already; this is for older reads).
+_PERSONAL_EXTRA = 30
+_BLOCK_READERS = 20_000
 
 
 @dataclass
@@ -35,15 +68,52 @@ class ServingInputs:
     tz: ZoneInfo
     #: Page views before the moment (``user_id, article_id, ts``): the ranker's history.
     clicks: pd.DataFrame
-    #: (user_id, article_id) pairs opened in the engagement window: never recommended.
+    #: The read set: (user_id, article_id) pairs opened over the read horizon; never listed.
     seen: pd.DataFrame
-    #: The popular list (``rank, article_id, score``): the fallback's fill.
+    #: The day's popular list (``rank, article_id, score``): the last fill.
     popular: pd.DataFrame
     als: AlsModel | None = None
     similar: pd.DataFrame | None = None
     ranker: RankerModel | None = None
     #: Article -> section, for the category-affinity feature (None: pages have no sections).
     categories: pd.Series | None = None
+    #: Half-life of the fresh popularity the chain falls back to and fills with.
+    fresh_half_life_hours: float = 0.1
+
+
+def reader_groups(
+    history: ClickHistory, codes: np.ndarray, moment: pd.Timestamp, active_hours: float
+) -> np.ndarray:
+    """The group of each reader (history codes, -1 = no click in it) as of ``moment``."""
+    end = history.cut(moment)
+    last = np.full(len(history.users), -np.inf)
+    np.maximum.at(last, history.user_code[:end], history.seconds[:end])
+    known = codes >= 0
+    seen_before = np.zeros(len(codes), dtype=bool)
+    last_click = np.full(len(codes), -np.inf)
+    last_click[known] = last[codes[known]]
+    seen_before[known] = np.isfinite(last_click[known])
+    now = pd.Timestamp(moment).value / 1e9
+    active = seen_before & (last_click >= now - active_hours * HOUR)
+    return np.where(active, "active", np.where(seen_before, "older", "no_history"))
+
+
+def _fresh_popular(
+    history: ClickHistory, moment: pd.Timestamp, half_life_hours: float, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(article ids, scores scaled to best = 1) of clicks decayed to ``moment``."""
+    end = history.cut(moment)
+    now = pd.Timestamp(moment).value / 1e9
+    ages = (now - history.seconds[:end]) / HOUR
+    scores = np.bincount(
+        history.article_code[:end],
+        weights=np.exp2(-ages / half_life_hours),
+        minlength=len(history.articles),
+    )
+    codes = np.flatnonzero(scores > 0)
+    codes = codes[np.lexsort((codes, -scores[codes]))][:depth]
+    best = scores[codes[0]] if len(codes) else 1.0
+    return history.articles.to_numpy()[codes].astype(str), scores[codes] / best
 
 
 def recommendations_as_of(
@@ -52,80 +122,302 @@ def recommendations_as_of(
     active_hours: float,
     users: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """``user_id, rank, article_id, score, source`` (``ranker``, ``als`` or ``popular``).
+    """``user_id, rank, article_id, score, source, group`` for the requested readers.
 
-    ``users`` defaults to every reader of the window (``seen``); other requested readers are
-    served too (unknown ones get the popular list).
+    ``users`` defaults to every reader of the read set (``seen``); other requested readers are
+    served too (a reader nobody has seen gets the shared list). ``source`` is ``ranker`` or
+    ``popular``; ``group`` is the reader's group (:data:`GROUPS`). At most ``n`` per reader, and
+    exactly ``n`` whenever the candidates and the popular lists hold that many unread articles.
     """
+    if n < 1:
+        raise ValueError("n must be >= 1")
     seen = inputs.seen[["user_id", "article_id"]].astype(str).drop_duplicates()
     requested = (
-        pd.Index(pd.unique(seen["user_id"]), dtype=object)
+        pd.Index(pd.unique(seen["user_id"].to_numpy()), dtype=object)
         if users is None
         else pd.Index(pd.unique(np.asarray(users, dtype=object).astype(str)), dtype=object)
     )
-    frames: list[pd.DataFrame] = []
-    ranked_users: set[str] = set()
-    if inputs.ranker is not None and len(requested):
-        clicks = inputs.clicks.loc[inputs.clicks["ts"] < inputs.moment]
-        recent = clicks.loc[clicks["ts"] >= inputs.moment - pd.Timedelta(hours=active_hours)]
-        active = requested[requested.isin(set(recent["user_id"].astype(str)))]
-        if len(active):
-            history = ClickHistory.from_events(clicks)
-            context = RankingContext(
-                history=history,
-                tz=inputs.tz,
-                als=inputs.als,
-                similar=similar_matrix(history, inputs.similar)
-                if inputs.similar is not None
-                else None,
-                categories=inputs.categories,
+    clicks = inputs.clicks
+    if len(clicks):
+        clicks = clicks.loc[clicks["ts"] < inputs.moment]
+    history = ClickHistory.from_events(clicks)
+    codes = history.user_codes(requested)
+    groups = reader_groups(history, codes, inputs.moment, active_hours)
+    if not len(requested):
+        return _frame(requested, groups, *(np.empty(0, dtype=np.int64),) * 3, np.empty(0), None)
+
+    fresh_ids, fresh_scores = _fresh_popular(
+        history, inputs.moment, inputs.fresh_half_life_hours, n + _SHARED_EXTRA
+    )
+    ranked = inputs.popular.sort_values("rank", kind="mergesort")
+    pop_ids = ranked["article_id"].astype(str).to_numpy()
+    pop_scores = ranked["score"].to_numpy(dtype=np.float64)
+    vocab = pd.Index(
+        pd.unique(
+            np.concatenate(
+                [
+                    history.articles.to_numpy().astype(str),
+                    fresh_ids,
+                    pop_ids,
+                    seen["article_id"].to_numpy().astype(str),
+                ]
             )
-            extra = int(seen.groupby("user_id").size().max()) if len(seen) else 0
-            ranked = recommend(inputs.ranker, context, inputs.moment, active, n + min(extra, 30))
-            ranked = _drop_seen(ranked, seen)
-            ranked = ranked.sort_values(["user_id", "rank"], kind="mergesort")
-            ranked["rank"] = ranked.groupby("user_id").cumcount() + 1
-            ranked = ranked.loc[ranked["rank"] <= n].assign(source="ranker")
-            frames.append(ranked)
-            ranked_users = set(ranked["user_id"])
-    rest = [user for user in requested if user not in ranked_users]
-    if rest:
-        window = seen.assign(weight=1.0)
-        if inputs.als is None:
-            mine = window.loc[window["user_id"].isin(rest)]
-            fallback = popular_only_recommendations(mine, inputs.popular, n)
-            cold = [user for user in rest if user not in set(mine["user_id"])]
-            if cold:
-                fallback = pd.concat(
-                    [fallback, _popular_for(cold, inputs.popular, n)], ignore_index=True
-                )
-        else:
-            fallback = user_recommendations(
-                inputs.als, build_matrix(window), inputs.popular, n=n, users=rest
+        ),
+        dtype=object,
+    )
+    width = np.int64(max(len(vocab), 1))
+    hist_to_vocab = vocab.get_indexer(history.articles).astype(np.int64)
+
+    # The fill: fresh popularity, then the day's popular list (first occurrence wins).
+    fill_codes = vocab.get_indexer(np.concatenate([fresh_ids, pop_ids])).astype(np.int64)
+    fill_scores = np.concatenate([fresh_scores, pop_scores])
+    _, first = np.unique(fill_codes, return_index=True)
+    first = np.sort(first)
+    fill_codes, fill_scores = fill_codes[first], fill_scores[first]
+
+    read_keys = _read_keys(requested, seen, history, inputs.moment, codes, vocab, width)
+
+    # The ranker's lists: per reader for readers in the click history, one shared list else.
+    personal = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
+    shared = (np.empty(0, dtype=np.int64), np.empty(0))
+    if inputs.ranker is not None and len(history):
+        context = RankingContext(
+            history=history,
+            tz=inputs.tz,
+            als=inputs.als,
+            similar=similar_matrix(history, inputs.similar) if inputs.similar is not None else None,
+            categories=inputs.categories,
+        )
+        known = np.flatnonzero(codes >= 0)
+        if len(known):
+            lists = rank_lists(
+                inputs.ranker, context, inputs.moment, codes[known], n + _PERSONAL_EXTRA
             )
-        frames.append(fallback)
-    if not frames:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in COLUMNS})
-    out = pd.concat(frames, ignore_index=True)[list(COLUMNS)]
-    return out.astype({"user_id": str, "article_id": str, "rank": np.int64, "score": np.float64})
+            order = np.lexsort((lists.rank, lists.user_row))
+            personal = (
+                known[lists.user_row[order]],
+                hist_to_vocab[lists.article_code[order]],
+                lists.score[order],
+            )
+        if (codes < 0).any():
+            one = rank_lists(
+                inputs.ranker, context, inputs.moment, np.array([-1]), n + _SHARED_EXTRA
+            )
+            order = np.argsort(one.rank, kind="stable")
+            shared = (hist_to_vocab[one.article_code[order]], one.score[order])
+
+    cold = codes < 0
+    parts: list[tuple[np.ndarray, ...]] = []
+    for begin in range(0, len(requested), _BLOCK_READERS):
+        stop = min(begin + _BLOCK_READERS, len(requested))
+        lo, hi = np.searchsorted(personal[0], [begin, stop])
+        positions = [personal[0][lo:hi]]
+        articles = [personal[1][lo:hi]]
+        scores = [personal[2][lo:hi]]
+        if len(shared[0]):
+            block_cold = begin + np.flatnonzero(cold[begin:stop])
+            positions.append(np.repeat(block_cold, len(shared[0])))
+            articles.append(np.tile(shared[0], len(block_cold)))
+            scores.append(np.tile(shared[1], len(block_cold)))
+        position = np.concatenate(positions)
+        article = np.concatenate(articles)
+        score = np.concatenate(scores)
+        # Stable sort by reader keeps each list's order (personal and shared never mix).
+        order = np.argsort(position, kind="stable")
+        chosen = _take_unread(position[order], article[order], score[order], read_keys, width, n)
+        counts = np.bincount(chosen[0] - begin, minlength=stop - begin)
+        needy = begin + np.flatnonzero(counts < n)
+        parts.append((*chosen, np.zeros(len(chosen[0]), dtype=np.int8)))
+        if len(needy) and len(fill_codes):
+            taken = np.sort(chosen[0] * width + chosen[1])
+            grid_pos = np.repeat(needy, len(fill_codes))
+            grid_art = np.tile(fill_codes, len(needy))
+            grid_score = np.tile(fill_scores, len(needy))
+            free = ~_isin_sorted(grid_pos * width + grid_art, taken)
+            fill = _take_unread(
+                grid_pos[free],
+                grid_art[free],
+                grid_score[free],
+                read_keys,
+                width,
+                n,
+                start=counts[needy - begin],
+                starts_for=needy,
+            )
+            parts.append((*fill, np.ones(len(fill[0]), dtype=np.int8)))
+    position = np.concatenate([part[0] for part in parts])
+    article = np.concatenate([part[1] for part in parts])
+    score = np.concatenate([part[2] for part in parts])
+    rank = np.concatenate([part[3] for part in parts])
+    is_fill = np.concatenate([part[4] for part in parts])
+    order = np.lexsort((rank, position))
+    source = np.where(is_fill[order] == 1, "popular", "ranker")
+    return _frame(
+        requested,
+        groups,
+        position[order],
+        article[order],
+        rank[order],
+        score[order],
+        source,
+        vocab=vocab,
+    )
 
 
-def _drop_seen(recs: pd.DataFrame, seen: pd.DataFrame) -> pd.DataFrame:
-    merged = recs.merge(seen, on=["user_id", "article_id"], how="left", indicator=True)
-    return merged.loc[merged["_merge"] == "left_only"].drop(columns="_merge")
+def _read_keys(
+    requested: pd.Index,
+    seen: pd.DataFrame,
+    history: ClickHistory,
+    moment: pd.Timestamp,
+    codes: np.ndarray,
+    vocab: pd.Index,
+    width: np.int64,
+) -> np.ndarray:
+    """Sorted ``reader position * width + article`` keys of everything the readers have read."""
+    position = requested.get_indexer(pd.Index(seen["user_id"].to_numpy(), dtype=object))
+    article = vocab.get_indexer(pd.Index(seen["article_id"].to_numpy(), dtype=object))
+    keep = position >= 0
+    keys = [position[keep].astype(np.int64) * width + article[keep]]
+    end = history.cut(moment)
+    position_of_code = np.full(len(history.users), -1, dtype=np.int64)
+    known = np.flatnonzero(codes >= 0)
+    position_of_code[codes[known]] = known
+    clicked_by = position_of_code[history.user_code[:end]]
+    mine = clicked_by >= 0
+    hist_to_vocab = vocab.get_indexer(history.articles).astype(np.int64)
+    keys.append(clicked_by[mine] * width + hist_to_vocab[history.article_code[:end][mine]])
+    return np.unique(np.concatenate(keys))
 
 
-def _popular_for(users: list[str], popular: pd.DataFrame, n: int) -> pd.DataFrame:
-    top = popular.sort_values("rank", kind="mergesort").head(n)
+def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    if not len(sorted_unique):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
+    return sorted_unique[at] == values
+
+
+def _take_unread(
+    position: np.ndarray,
+    article: np.ndarray,
+    score: np.ndarray,
+    read_keys: np.ndarray,
+    width: np.int64,
+    n: int,
+    start: np.ndarray | None = None,
+    starts_for: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The first unread, distinct articles of each reader's ordered rows, up to ``n`` in all.
+
+    Rows are grouped by ``position`` in list order. ``start`` (for the readers ``starts_for``)
+    is how many each reader already has: ranks continue from it. Returns (position, article,
+    score, rank from 1).
+    """
+    keys = position * width + article
+    keep = ~_isin_sorted(keys, read_keys)
+    position, article, score, keys = position[keep], article[keep], score[keep], keys[keep]
+    _, first = np.unique(keys, return_index=True)
+    first = np.sort(first)
+    position, article, score = position[first], article[first], score[first]
+    within = np.arange(len(position)) - np.searchsorted(position, position, side="left")
+    offset = np.zeros(len(position), dtype=np.int64)
+    if start is not None and starts_for is not None and len(position):
+        offset = start[np.searchsorted(starts_for, position)]
+    rank = within + offset + 1
+    take = rank <= n
+    return position[take], article[take], score[take], rank[take]
+
+
+def _frame(
+    requested: pd.Index,
+    groups: np.ndarray,
+    position: np.ndarray,
+    article: np.ndarray,
+    rank: np.ndarray,
+    score: np.ndarray,
+    source: np.ndarray | None,
+    vocab: pd.Index | None = None,
+) -> pd.DataFrame:
+    ids = requested.to_numpy()
     return pd.DataFrame(
         {
-            "user_id": np.repeat(np.asarray(users, dtype=object), len(top)),
-            "rank": np.tile(np.arange(1, len(top) + 1), len(users)),
-            "article_id": np.tile(top["article_id"].astype(str).to_numpy(), len(users)),
-            "score": np.tile(top["score"].to_numpy(dtype=np.float64), len(users)),
-            "source": "popular",
+            "user_id": pd.Series(ids[position], dtype=str),
+            "rank": rank.astype(np.int64),
+            "article_id": pd.Series(
+                vocab.to_numpy()[article] if vocab is not None else np.empty(0, dtype=object),
+                dtype=str,
+            ),
+            "score": score.astype(np.float64),
+            "source": pd.Series(source if source is not None else [], dtype=str),
+            "group": pd.Series(groups[position], dtype=str),
         }
     )
+
+
+class ServedLists:
+    """The served chain as an evaluation method, with the reader groups it saw.
+
+    At each moment the inputs are what ``user_recommendations`` reads at that moment: the clicks
+    of the ``clicks_days`` day partitions ending with the moment's day, cut at the moment, and
+    the read set (``base.seen``, the reads before the evaluation's history, plus every click of
+    the history before the moment). Everything else (ranker, ALS, similar articles, popular
+    list, sections) comes from ``base``. Calls ``(moment, reader codes of history)`` and returns
+    ``{user id: [article ids]}``, which :func:`recs_pipeline.core.evaluation.evaluate_day` takes.
+    """
+
+    def __init__(
+        self,
+        history: ClickHistory,
+        clicks: pd.DataFrame,
+        base: ServingInputs,
+        n: int,
+        active_hours: float,
+        clicks_days: int,
+    ) -> None:
+        self.history, self.clicks, self.base = history, clicks, base
+        self.n, self.active_hours, self.clicks_days = n, active_hours, clicks_days
+        self.seconds = 0.0
+        self.readers = 0
+        self.slots = 0
+        self._groups: dict[pd.Timestamp, dict[str, str]] = {}
+
+    def __call__(self, moment: pd.Timestamp, users: np.ndarray) -> dict[str, list[str]]:
+        began = time.perf_counter()
+        history, base = self.history, self.base
+        ids = history.users.to_numpy()[users].astype(str)
+        first_day = window_days(day_of(moment, base.tz), self.clicks_days)[0]
+        window_start, _ = day_bounds(first_day, base.tz)
+        clicks = self.clicks
+        if len(clicks):
+            clicks = clicks.loc[(clicks["ts"] >= window_start) & (clicks["ts"] < moment)]
+        end = history.cut(moment)
+        mine = np.isin(history.user_code[:end], users)
+        earlier = base.seen.loc[base.seen["user_id"].astype(str).isin(set(ids))]
+        seen = pd.concat(
+            [
+                earlier[["user_id", "article_id"]],
+                pd.DataFrame(
+                    {
+                        "user_id": history.users.to_numpy()[history.user_code[:end][mine]],
+                        "article_id": history.articles.to_numpy()[history.article_code[:end][mine]],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
+        inputs = dataclasses.replace(base, moment=moment, clicks=clicks, seen=seen)
+        recs = recommendations_as_of(inputs, self.n, self.active_hours, users=list(ids))
+        self._groups[moment] = dict(zip(recs["user_id"], recs["group"], strict=True))
+        self.seconds += time.perf_counter() - began
+        self.readers += len(ids)
+        self.slots += 1
+        lists = recs.groupby("user_id", sort=False)["article_id"].agg(list)
+        return {str(user): list(items) for user, items in lists.items()}
+
+    def groups(self, moment: pd.Timestamp, users: np.ndarray) -> np.ndarray:
+        """Each reader's group as the chain saw it at ``moment`` (call after the lists)."""
+        known = self._groups.get(moment, {})
+        ids = self.history.users.to_numpy()[users].astype(str)
+        return np.array([known.get(user, "no_history") for user in ids], dtype=object)
 
 
 def article_registry(pages: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from recs_pipeline.definitions import build_definitions
 from recs_pipeline_tests.conftest import Materialised
@@ -101,3 +102,75 @@ def test_the_same_model_passes_the_site_gate_and_is_published(materialised: Mate
     assert all(evaluation.passed for evaluation in check_results(result).values())
     after, _ = served(materialised)
     assert all(after[kind] > versions[kind] for kind in KINDS)
+
+
+def test_served_lists_that_lose_to_popularity_in_one_group_are_not_published(
+    materialised: Materialised,
+) -> None:
+    versions, _ = served(materialised)
+    result = run_with_gate(materialised, min_group_lift=5.0, min_group_readers=1)
+    assert not result.success
+    checks = check_results(result)
+    verdict = checks["served_beats_best_baseline"]
+    assert not verdict.passed
+    reason = str(verdict.metadata["reason"].value)
+    # The result names the failing group, the served score and the baseline it lost to.
+    assert "active (" in reason and "FAILS" in reason and "served" in reason
+    assert served(materialised)[0] == versions
+
+
+def _evaluation(rows: list[tuple[str, str, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "date": "2026-11-03",
+                "protocol": "two_hour",
+                "day": "2026-11-03",
+                "slot": "2026-11-03T10:00:00+00:00",
+                "group": group,
+                "method": method,
+                "users": users,
+                "hit_rate": ndcg,
+                "recall": ndcg,
+                "ndcg": ndcg,
+                "mrr": ndcg,
+                "coverage": 0.1,
+            }
+            for group, method, users, ndcg in rows
+        ]
+    )
+
+
+def test_served_verdict_gates_each_group_against_its_best_baseline(
+    materialised: Materialised,
+) -> None:
+    from recs_pipeline.assets.checks import served_verdict
+
+    site = materialised.site.model_copy(
+        update={
+            "models": materialised.site.models.model_copy(
+                update={
+                    "gate": materialised.site.models.gate.model_copy(
+                        update={"min_lift": 0.0, "min_group_lift": 0.0, "min_group_readers": 100}
+                    )
+                }
+            )
+        }
+    )
+    winning = [
+        ("all", "served", 1000, 0.40),
+        ("all", "pop_decay_3m", 1000, 0.38),
+        ("all", "als", 1000, 0.10),
+        ("active", "served", 600, 0.42),
+        ("active", "pop_decay_3m", 600, 0.40),
+        ("no_history", "served", 50, 0.20),  # loses, but too few readers to gate
+        ("no_history", "pop_decay_3m", 50, 0.30),
+    ]
+    ok, reason, numbers = served_verdict(site, _evaluation(winning), "2026-11-03")
+    assert ok, reason
+    assert "not gated" in reason and numbers["all_lift"] == pytest.approx(0.40 / 0.38)
+    losing = [*winning, ("older", "served", 400, 0.30), ("older", "pop_decay_1h", 400, 0.33)]
+    ok, reason, _ = served_verdict(site, _evaluation(losing), "2026-11-03")
+    assert not ok and "older (400 readers)" in reason and "pop_decay_1h" in reason
+    ok, reason, _ = served_verdict(site, None, "2026-11-03")
+    assert ok and "no finished 2-hour slot" in reason

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from recs_pipeline.assets.serving import opened_window, read_articles_recommended
+from recs_pipeline.assets.ranking import opened_window
+from recs_pipeline.assets.serving import read_articles_recommended
 from recs_pipeline.core.day_frames import DayFrames
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]

@@ -21,7 +21,6 @@ from recs_pipeline.core.ranker import (
     save_ranker,
     train_ranker,
 )
-from recs_pipeline.core.serving import ServingInputs, recommendations_as_of
 
 TZ = ZoneInfo("America/Sao_Paulo")
 START = pd.Timestamp("2026-11-01T03:00:00Z")
@@ -123,23 +122,3 @@ def test_recommend_never_lists_read_articles(model, context: RankingContext) -> 
     assert recs.merge(read, on=["user_id", "article_id"]).empty
     assert (recs.groupby("user_id")["rank"].max() == 10).all()
     assert "stranger" in set(recs["user_id"])  # unknown readers get the global lists
-
-
-def test_serving_uses_the_ranker_for_active_readers_and_falls_back(model) -> None:  # type: ignore[no-untyped-def]
-    clicks = news_clicks()
-    seen = clicks.loc[clicks["ts"] < AS_OF, ["user_id", "article_id"]].drop_duplicates()
-    popular = pd.DataFrame(
-        {"rank": [1, 2, 3], "article_id": ["h39s0", "h39s1", "h1s0"], "score": [1, 0.5, 0.1]}
-    )
-    inputs = ServingInputs(AS_OF, TZ, clicks, seen, popular, ranker=model)
-    recs = recommendations_as_of(inputs, 5, active_hours=3)
-    sources = recs.groupby("user_id")["source"].first()
-    recent = clicks.loc[(clicks["ts"] < AS_OF) & (clicks["ts"] >= AS_OF - pd.Timedelta(hours=3))]
-    assert set(sources[sources == "ranker"].index) == set(recent["user_id"])
-    assert (sources != "ranker").any()  # older readers: the popular fallback
-    assert recs.merge(seen, on=["user_id", "article_id"]).empty
-    without = recommendations_as_of(
-        ServingInputs(AS_OF, TZ, clicks, seen, popular, ranker=None), 5, active_hours=3
-    )
-    assert set(without["source"]) <= {"popular", "als"}
-    assert set(without["user_id"]) == set(seen["user_id"])
