@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from recs_pipeline.adapters.sources import LandingFile, event_source
+from recs_pipeline.adapters.sources.base import SETTLE_SECONDS
 from recs_pipeline.assets.common import daily_partitions, key
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_of
@@ -51,28 +53,44 @@ def refresh_request(site: SiteConfig, scheduled: dt.datetime) -> dg.RunRequest |
     )
 
 
-def new_landing_files(
-    files: list[LandingFile], cursor: str | None
-) -> tuple[list[LandingFile], str]:
-    """Files delivered since the cursor and the cursor after them.
+def file_key(file: LandingFile) -> str:
+    """A delivery's identity: path, size and modification time (a rewrite is a new delivery)."""
+    identity = f"{file.path}\0{file.size}\0{file.mtime!r}"
+    return hashlib.sha1(identity.encode()).hexdigest()[:20]
 
-    The cursor is the newest modification time seen plus the paths seen at exactly that time, so a
-    file landing in the same second as the last one is not missed and none is reported twice.
+
+def new_landing_files(
+    files: list[LandingFile],
+    cursor: str | None,
+    now: float | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> tuple[list[LandingFile], str]:
+    """Files not reported yet and the cursor after them.
+
+    Files are tracked by identity (path + size + modification time), not by a time watermark, so
+    a late file with an old modification time (``cp -p``, ``rsync -t``, an S3 multipart upload)
+    is seen, and a file rewritten in place is reported again. A file modified within
+    ``settle_seconds`` may still be being written: it is reported by a later tick, once it has
+    settled. The cursor keeps the identities of the settled files listed now (those of deleted
+    files are forgotten, so it stays the size of the landing area's listing).
     """
-    state: dict[str, Any] = json.loads(cursor) if cursor else {"mtime": float("-inf"), "paths": []}
-    watermark, at_watermark = float(state["mtime"]), set(state["paths"])
-    fresh = [
-        file
-        for file in files
-        if file.mtime > watermark or (file.mtime == watermark and file.path not in at_watermark)
-    ]
-    if not fresh:
-        return [], cursor or json.dumps(state)
-    newest = max(file.mtime for file in fresh)
-    paths = {file.path for file in fresh if file.mtime == newest}
-    if newest == watermark:
-        paths |= at_watermark
-    return fresh, json.dumps({"mtime": newest, "paths": sorted(paths)})
+    moment = time.time() if now is None else now
+    state: dict[str, Any] = json.loads(cursor) if cursor else {}
+    settled = [file for file in files if moment - file.mtime >= settle_seconds]
+    if "files" in state:
+        seen = set(state["files"])
+    elif "mtime" in state:  # the watermark cursor of earlier versions
+        watermark, at_watermark = float(state["mtime"]), set(state["paths"])
+        seen = {
+            file_key(f)
+            for f in settled
+            if f.mtime < watermark or (f.mtime == watermark and f.path in at_watermark)
+        }
+    else:
+        seen = set()
+    keys = {file_key(file): file for file in settled}
+    fresh = [file for key, file in keys.items() if key not in seen]
+    return fresh, json.dumps({"files": sorted(keys)})
 
 
 def build_automation(site: SiteConfig) -> SiteAutomation:
@@ -145,10 +163,19 @@ def build_automation(site: SiteConfig) -> SiteAutomation:
         fresh, cursor = new_landing_files(listed, context.cursor)
         if not fresh:
             return dg.SensorResult(skip_reason="no new landing files", cursor=cursor)
+        outside = getattr(getattr(source, "problems", None), "outside_layout", [])
+        if outside:
+            context.log.warning(
+                f"{len(outside)} landing files match {site.events.file_glob!r} but not the "
+                f"source's layout and are never ingested, e.g. {outside[:3]}"
+            )
         today = day_of(pd.Timestamp.now(tz="UTC"), site.tz)
         days: set[dt.date] = set()
         for file in fresh:
-            days |= source.days_of(file)
+            try:
+                days |= source.days_of(file)
+            except Exception as error:  # one bad file must not stop the sensor
+                context.log.error(f"{file.path}: cannot tell its days: {error!r}")
         wanted = sorted(day for day in days if site.start_date <= day <= today)
         requests = [
             dg.RunRequest(

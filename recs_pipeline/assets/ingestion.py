@@ -12,6 +12,7 @@ import pandas as pd
 from recs_pipeline.adapters.pages import page_fetcher
 from recs_pipeline.adapters.pages.registry import PageRegistryStore
 from recs_pipeline.adapters.sources import event_source
+from recs_pipeline.adapters.sources.base import FileProblems
 from recs_pipeline.assets.common import (
     LAKE_IO,
     SINGLE_RUN,
@@ -53,6 +54,10 @@ class IngestRunConfig(dg.Config):
 PAGE_META = list(schemas.PAGE_METADATA_COLUMNS)
 
 
+class LineAccountingError(RuntimeError):
+    """A day's counts do not explain every line read (a reader lost or invented lines)."""
+
+
 class EmptyReplacementRefused(RuntimeError):
     """A day read no event at all while the lake already holds events for it."""
 
@@ -86,9 +91,11 @@ class SourceDays:
         reads: Iterator[tuple[dt.date, DayEvents]],
         log: Callable[[str], None],
         stored_rows: Callable[[str], int] | None = None,
+        problems: FileProblems | None = None,
     ) -> None:
         self._reads = reads
         self._log = log
+        self._problems = problems
         #: Rows the lake holds for a day; given, an empty day may not replace a non-empty one.
         self._stored_rows = stored_rows
         self._events: dict[str, pd.DataFrame] = {}
@@ -131,6 +138,16 @@ class SourceDays:
 
     def _count(self, day: str, result: DayEvents) -> None:
         events = result.events
+        off = result.unaccounted()
+        if off:
+            raise LineAccountingError(
+                f"{day}: {off:+,} lines unaccounted for: {result.lines_read:,} lines read + "
+                f"{result.extra_events:,} extra events + {result.from_other_files:,} events from "
+                f"other days' files != {len(events):,} events + {result.duplicates:,} duplicates"
+                f" + {len(result.quarantine):,} quarantined + {result.non_article_events:,} "
+                f"non-article + {result.ignored_events:,} ignored + {result.other_days:,} of "
+                "other days"
+            )
         self.reasons.update(result.quarantined_by_reason)
         self.non_article.update(result.non_article_by_reason)
         self.totals.update(
@@ -140,6 +157,9 @@ class SourceDays:
             non_article_events=result.non_article_events,
             ignored_events=result.ignored_events,
             quarantined=len(result.quarantine),
+            events_from_other_files=result.from_other_files,
+            extra_events=result.extra_events,
+            other_days_events=result.other_days,
             page_views=int((events["event_name"] == "page_view").sum()),
         )
         self.users.add(events["user_id"])
@@ -149,10 +169,38 @@ class SourceDays:
             f"{result.duplicates:,} duplicates"
         )
 
+    def files_summary(self) -> dict[str, object]:
+        problems = self._problems or FileProblems()
+        meta: dict[str, object] = {
+            **numeric(
+                {
+                    "unreadable_files": len(problems.unreadable),
+                    "files_in_flight": len(problems.in_flight),
+                    "files_outside_layout": len(problems.outside_layout),
+                }
+            )
+        }
+        if problems.unreadable:
+            meta["unreadable"] = markdown_table(
+                pd.DataFrame(problems.unreadable, columns=["file", "bytes", "error"]), rows=50
+            )
+        if problems.in_flight:
+            meta["in_flight"] = dg.MetadataValue.md(
+                "\n".join(f"- `{name}`" for name in problems.in_flight[:50])
+            )
+        if problems.outside_layout:
+            meta["outside_layout"] = dg.MetadataValue.md(
+                "\n".join(f"- `{name}`" for name in problems.outside_layout[:50])
+            )
+        return meta
+
     def events_summary(self) -> dict[str, object]:
         totals = dict(self.totals)
         return {
             **numeric({name: n for name, n in totals.items() if name != "page_views"}),
+            # Checked for every day before it is written (``LineAccountingError`` otherwise).
+            "lines_unaccounted": dg.MetadataValue.int(0),
+            **self.files_summary(),
             **numeric({f"non_article_{name}": n for name, n in sorted(self.non_article.items())}),
             "users": dg.MetadataValue.int(len(self.users)),
             "articles": dg.MetadataValue.int(len(self.articles)),
@@ -163,6 +211,7 @@ class SourceDays:
     def quarantine_summary(self) -> dict[str, object]:
         reasons = sorted(self.reasons.items())
         return {
+            **self.files_summary(),
             "dagster/row_count": dg.MetadataValue.int(self.totals.get("quarantined", 0)),
             **numeric({f"reason_{name}": count for name, count in reasons}),
             "by_reason": markdown_table(
@@ -206,8 +255,9 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     ) -> tuple[DayFrames, DayFrames]:
         days = run_days(context)
         store = lake.lake()
+        source = event_source(site)
         reads = SourceDays(
-            event_source(site).read_days(
+            source.read_days(
                 [dt.date.fromisoformat(day) for day in days], now=run_started(context)
             ),
             log=lambda line: context.log.info(f"{site.name} {line}"),
@@ -216,6 +266,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 if config.replace_with_empty
                 else partial(store.row_count, site.name, "raw_events")
             ),
+            problems=getattr(source, "problems", None),
         )
         events = DayFrames(
             {day: partial(reads.events, day) for day in days},

@@ -157,6 +157,14 @@ class ParsedLines:
     home: dt.date | None = None
     #: Valid lines of event kinds the site does not use (counted by the home day).
     ignored: int = 0
+    #: The file could not be read at all: it is one quarantined line (``unreadable_file``).
+    unreadable: bool = False
+    #: Events beyond one per line (a MIND row holds several clicks): lines + extra_events =
+    #: events + quarantined + ignored, for every file.
+    extra_events: int = 0
+    #: Events the source left out because they fall outside the run's days (other days' rows
+    #: of a click log read by a shorter run): the home day counts them as other days'.
+    outside_run: int = 0
 
 
 @dataclass
@@ -175,6 +183,25 @@ class DayEvents:
     non_article_by_reason: dict[str, int] = field(default_factory=dict)
     #: Valid events of kinds the site does not use (GA4 ``session_start``, ...).
     ignored_events: int = 0
+    #: Events of this day in files another day owns (an hour file of the day before).
+    from_other_files: int = 0
+    #: Events beyond one per line in the files this day owns (MIND impression rows).
+    extra_events: int = 0
+
+    def unaccounted(self) -> int:
+        """Lines not explained by the counts: 0 when every line read is an event kept, a
+        duplicate, a quarantined line, a non-article event, an ignored event or an event of
+        another day (and every event of this day read from another day's files is kept or
+        counted too)."""
+        explained = (
+            len(self.events)
+            + self.duplicates
+            + len(self.quarantine)
+            + self.non_article_events
+            + self.ignored_events
+            + self.other_days
+        )
+        return self.lines_read + self.extra_events + self.from_other_files - explained
 
 
 def quarantine_frame(rows: Sequence[QuarantineRow]) -> pd.DataFrame:
@@ -184,6 +211,11 @@ def quarantine_frame(rows: Sequence[QuarantineRow]) -> pd.DataFrame:
 
 def _raw_text(line: bytes) -> str:
     return line[:QUARANTINE_RAW_CHARS].decode("utf-8", errors="backslashreplace")
+
+
+def empty_raw() -> pd.DataFrame:
+    """A frame of candidate events without rows."""
+    return _empty_raw()
 
 
 def _empty_raw() -> pd.DataFrame:
@@ -283,6 +315,7 @@ def parse_snowplow_lines(
     hour: pd.Timestamp | None = None,
     users: Pseudonymiser | None = None,
     bot_user_agent_pattern: str | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ParsedLines:
     """Validate Snowplow enriched events, one JSON object per line.
 
@@ -296,7 +329,7 @@ def parse_snowplow_lines(
     parts: list[ParsedLines] = []
     first = 1
     for lines in batches:
-        parts.append(_parse_snowplow_batch(lines, first, source_file, users, bot))
+        parts.append(_parse_snowplow_batch(lines, first, source_file, users, bot, max_line_bytes))
         first += len(lines)
     return _combine(parts, source_file, hour)
 
@@ -307,6 +340,7 @@ def _parse_snowplow_batch(
     source_file: str,
     users: Pseudonymiser | None,
     bot: re.Pattern[str] | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ParsedLines:
     bad: list[QuarantineRow] = []
     rows: list[tuple[object, ...]] = []
@@ -317,7 +351,7 @@ def _parse_snowplow_batch(
         if not line or line.isspace():
             continue
         count += 1
-        if len(line) > MAX_LINE_BYTES:
+        if len(line) > max_line_bytes:
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
         try:
@@ -499,6 +533,7 @@ def parse_ga4_lines(
     source_file: str,
     home: dt.date | None = None,
     users: Pseudonymiser | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ParsedLines:
     """Validate GA4 export rows written as JSON lines (BigQuery's newline-delimited JSON).
 
@@ -508,7 +543,7 @@ def parse_ga4_lines(
     parts: list[ParsedLines] = []
     first = 1
     for lines in batches:
-        parts.append(_parse_ga4_batch(lines, first, source_file, users))
+        parts.append(_parse_ga4_batch(lines, first, source_file, users, max_line_bytes))
         first += len(lines)
     parsed = _combine(parts, source_file)
     parsed.home = home
@@ -516,7 +551,11 @@ def parse_ga4_lines(
 
 
 def _parse_ga4_batch(
-    lines: Sequence[bytes], first: int, source_file: str, users: Pseudonymiser | None
+    lines: Sequence[bytes],
+    first: int,
+    source_file: str,
+    users: Pseudonymiser | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ParsedLines:
     bad: list[QuarantineRow] = []
     names = ("ts", "event_name", "user_id", "path", "referrer", "engaged_ms", "line_no")
@@ -526,7 +565,7 @@ def _parse_ga4_batch(
         if not line.strip():
             continue
         count += 1
-        if len(line) > MAX_LINE_BYTES:
+        if len(line) > max_line_bytes:
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
         try:
@@ -737,7 +776,7 @@ def assemble_day(
     kept: list[pd.DataFrame] = []
     file_names: list[str] = []
     quarantined: list[pd.DataFrame] = []
-    lines_read = other_days = ignored = 0
+    lines_read = other_days = ignored = from_other_files = extra_events = 0
     for parsed in files:
         owner = home_day(parsed, tz) or fallback_home
         owns = owner == day
@@ -761,7 +800,10 @@ def assemble_day(
                 quarantined.append(moved[list(_QUARANTINE)])
         in_day = ~misplaced & (events["ts"] >= start) & (events["ts"] < end)
         if owns:
-            other_days += int((~misplaced & ~in_day).sum())
+            other_days += int((~misplaced & ~in_day).sum()) + parsed.outside_run
+            extra_events += parsed.extra_events
+        else:
+            from_other_files += int(in_day.sum())
         if in_day.any():
             part = events if bool(in_day.all()) else events.loc[in_day]
             part["file_index"] = np.int32(len(file_names))  # a cached frame may get it: harmless
@@ -828,6 +870,8 @@ def assemble_day(
         quarantined_by_reason=dict(Counter(quarantine["reason"])),
         non_article_by_reason={str(k): int(v) for k, v in non_article_by_reason.items()},
         ignored_events=ignored,
+        from_other_files=from_other_files,
+        extra_events=extra_events,
     )
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -21,13 +22,28 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from recs_pipeline.adapters.filesystems import resolve
-from recs_pipeline.core.events import BATCH_LINES, DayEvents, EventRules, Pseudonymiser
+from recs_pipeline.core.events import (
+    BATCH_LINES,
+    MAX_LINE_BYTES,
+    DayEvents,
+    EventRules,
+    ParsedLines,
+    Pseudonymiser,
+    compact,
+    empty_raw,
+    quarantine_frame,
+)
 from recs_pipeline.core.site import EventSourceConfig
 
 T = TypeVar("T")
 
 #: Bytes read from a stream at once.
 CHUNK_BYTES = 4 << 20
+#: A file that cannot be read and was modified this recently is taken as still being written
+#: (left for the next run); older, it is quarantined as a whole.
+SETTLE_SECONDS = 60.0
+#: What a file that cannot be read at all raises (decompression, Parquet, I/O).
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, pa.ArrowException, UnicodeError)
 
 _MAGIC = {
     b"\x1f\x8b": "gzip",
@@ -44,6 +60,18 @@ class LandingFile:
     path: str
     size: int
     mtime: float
+
+
+@dataclass
+class FileProblems:
+    """Landing files a source did not turn into events, for the run's metadata."""
+
+    #: (path, size, error) of files quarantined whole (``unreadable_file``).
+    unreadable: list[tuple[str, int, str]] = field(default_factory=list)
+    #: Files whose size or modification time changed while read (left for the next run).
+    in_flight: list[str] = field(default_factory=list)
+    #: Files matching the glob but not the source's layout (no hour folder, no table date).
+    outside_layout: list[str] = field(default_factory=list)
 
 
 class EventSource(Protocol):
@@ -92,6 +120,9 @@ class FileSource:
         self.tz = tz
         self.fs, self.root = resolve(config.location)
         self._listing: list[LandingFile] | None = None
+        #: Longest line read; longer ones are cut while reading and quarantined as oversized.
+        self.max_line_bytes = MAX_LINE_BYTES
+        self.problems = FileProblems()
 
     def check_location(self) -> None:
         """Raise, naming the location, when the landing area does not exist.
@@ -143,7 +174,49 @@ class FileSource:
 
     def line_batches(self, path: str) -> Iterator[list[bytes]]:
         with self.open(path) as stream:
-            yield from iter_line_batches(stream)
+            yield from iter_line_batches(stream, max_line_bytes=self.max_line_bytes)
+
+    def changed(self, file: LandingFile) -> bool:
+        """Whether the file's size or modification time differs from when it was listed."""
+        info = self.fs.get_file_info(file.path)
+        if info.type != pafs.FileType.File:
+            return True
+        mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
+        return int(info.size or 0) != file.size or mtime != file.mtime
+
+    def read_safely(
+        self, file: LandingFile, parse: Callable[[], ParsedLines]
+    ) -> ParsedLines | None:
+        """``parse()``, or the whole file quarantined when it cannot be read; None when it is
+        still being written (changed while read, or unreadable and modified within
+        ``SETTLE_SECONDS``): the next run reads it."""
+        name = self.relative(file.path)
+        try:
+            parsed = parse()
+        except READ_ERRORS as error:
+            if self.changed(file) or time.time() - file.mtime < SETTLE_SECONDS:
+                self.problems.in_flight.append(name)
+                return None
+            message = f"{type(error).__name__}: {error}"
+            self.problems.unreadable.append((name, file.size, message))
+            return unreadable_file(name, file, message)
+        if self.changed(file):
+            self.problems.in_flight.append(name)
+            return None
+        return parsed
+
+
+def unreadable_file(name: str, file: LandingFile, message: str) -> ParsedLines:
+    """A file that cannot be read, as one quarantined "line" (it counts as one line read)."""
+    modified = dt.datetime.fromtimestamp(file.mtime, dt.UTC).isoformat(timespec="seconds")
+    raw = f"{file.size} bytes, modified {modified}: {message}"[:2000]
+    return ParsedLines(
+        name,
+        compact(empty_raw()),
+        quarantine_frame([("unreadable_file", name, 0, raw)]),
+        1,
+        unreadable=True,
+    )
 
 
 def drain(items: list[T]) -> Iterator[T]:
@@ -172,21 +245,34 @@ def open_decompressed(fs: pafs.FileSystem, path: str, compression: str = "auto")
 
 
 def iter_line_batches(
-    stream: pa.NativeFile, batch_lines: int = BATCH_LINES, chunk_bytes: int = CHUNK_BYTES
+    stream: pa.NativeFile,
+    batch_lines: int = BATCH_LINES,
+    chunk_bytes: int = CHUNK_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[list[bytes]]:
     """Lines of a stream (without ``\\n``), in lists of at most ``batch_lines``.
 
     Line numbers stay exact: empty lines are kept (the parsers skip them), and the text after the
-    last newline is the last line.
+    last newline is the last line. A line longer than ``max_line_bytes`` is cut to its first
+    ``max_line_bytes + 1`` bytes as it is read (the parsers quarantine it as oversized), so a
+    line without an end never holds more than that and one chunk in memory.
     """
     pending: list[bytes] = []
     rest = b""
+    limit = max_line_bytes + 1
     while True:
         chunk = stream.read(chunk_bytes)
         if not chunk:
             break
-        pieces = (rest + bytes(chunk)).split(b"\n")
+        pieces = bytes(chunk).split(b"\n")
+        del chunk
+        pieces[0] = rest + pieces[0] if rest else pieces[0]
         rest = pieces.pop()
+        if len(rest) > limit:
+            rest = rest[:limit]
+        for position, piece in enumerate(pieces):
+            if len(piece) > limit:
+                pieces[position] = piece[:limit]
         pending.extend(pieces)
         while len(pending) >= batch_lines:
             yield pending[:batch_lines]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -93,38 +94,23 @@ class CsvEvents(TableFileSource):
                 ),
                 1,
             )
-        invalid: list[QuarantineRow] = []
-
-        def on_invalid(row: pacsv.InvalidRow) -> str:
-            number = row.number if row.number is not None else -1
-            invalid.append(("malformed_row", name, number, (row.text or "")[:QUARANTINE_RAW_CHARS]))
-            return "skip"
-
         first_line = self.config.skip_rows + (2 if self.config.header else 1)
-        reader = pacsv.open_csv(
-            self.open(file.path),
-            read_options=pacsv.ReadOptions(
-                column_names=names,
-                skip_rows=self.config.skip_rows + (1 if self.config.header else 0),
-                block_size=_BLOCK_BYTES,
-                use_threads=False,
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=self.delimiter, invalid_row_handler=on_invalid
-            ),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(mapping),
-                column_types={source: pa.binary() for source in mapping},
-                strings_can_be_null=False,
-            ),
-        )
         users = pseudonymiser_of(self.config)
+        bad: list[QuarantineRow] = []
         parts: list[ParsedLines] = []
-        line = first_line
-        for batch in reader:
-            frame, not_utf8 = _decode(batch, [mapping[c] for c in batch.schema.names])
-            numbers = np.arange(line, line + batch.num_rows, dtype="int64")
-            line += batch.num_rows
+        rows = 0
+        for frame, numbers, not_utf8 in delimited_rows(
+            self.line_batches(file.path),
+            name,
+            names,
+            mapping,
+            self.delimiter,
+            quote=True,
+            first_line=first_line,
+            max_line_bytes=self.max_line_bytes,
+            bad=bad,
+        ):
+            rows += len(frame)
             bad_text = [("not_utf8", name, int(numbers[i]), text) for i, text in not_utf8.items()]
             good = np.ones(len(frame), dtype=bool)
             good[list(not_utf8)] = False
@@ -143,18 +129,129 @@ class CsvEvents(TableFileSource):
                 if users is not None:
                     extra["raw"] = extra["raw"].map(users.redact)
                 parsed.quarantine = pd.concat([parsed.quarantine, extra], ignore_index=True)
-                parsed.lines += len(bad_text)
             parts.append(parsed)
         events = [p.events for p in parts if not p.events.empty]
         quarantine = [p.quarantine for p in parts if not p.quarantine.empty]
-        if invalid:
-            quarantine.append(quarantine_frame(invalid))
+        if bad:
+            extra = quarantine_frame(bad)
+            if users is not None:
+                extra["raw"] = extra["raw"].map(users.redact)
+            quarantine.append(extra)
         return ParsedLines(
             name,
             concat_events(events) if events else _no_events(),
             pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
-            sum(p.lines for p in parts) + len(invalid),
+            rows + len(bad),
         )
+
+
+def delimited_rows(
+    batches: Iterable[list[bytes]],
+    source_file: str,
+    names: list[str],
+    columns: dict[str, str],
+    delimiter: str,
+    *,
+    quote: bool,
+    first_line: int,
+    max_line_bytes: int,
+    bad: list[QuarantineRow],
+) -> Iterator[tuple[pd.DataFrame, np.ndarray, dict[int, str]]]:
+    """Rows of a delimited file, one per line: (the ``columns`` of ``names`` renamed source ->
+    canonical, as strings; each row's line number; positions of rows that are not UTF-8 with
+    their text).
+
+    Lines before ``first_line`` (preamble, header) and empty lines are skipped. Every other line
+    is one row, judged on its own, so nothing one line holds can spoil the next ones: a line
+    longer than ``max_line_bytes`` is ``oversized``; a line with an unbalanced quote, a carriage
+    return inside it or the wrong number of fields is ``malformed_row`` (quoted newlines are
+    not supported: a record is a line). Rejected lines go to ``bad``.
+    """
+    include = list(columns)
+    number = 0
+    for batch in batches:
+        kept: list[bytes] = []
+        kept_numbers: list[int] = []
+        if number + 1 < first_line:  # preamble and header
+            skip = min(len(batch), first_line - number - 1)
+            batch, number = batch[skip:], number + skip
+            if not batch:
+                continue
+        data = b"\n".join(batch) + b"\n"
+        lengths = list(map(len, batch))
+        if (
+            min(lengths) > 0
+            and max(lengths) <= max_line_bytes
+            and b"\r" not in data
+            and not (quote and b'"' in data)
+            and not any(map(bytes.isspace, batch))
+        ):
+            # The common batch: nothing to judge line by line.
+            kept, kept_numbers = batch, list(range(number + 1, number + 1 + len(batch)))
+            number += len(batch)
+            batch = []
+        else:
+            data = b""
+        for line in batch:
+            number += 1
+            if not line.strip():
+                continue
+            if len(line) > max_line_bytes:
+                bad.append(("oversized", source_file, number, _raw(line)))
+                continue
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if b"\r" in line or (quote and line.count(b'"') % 2):
+                bad.append(("malformed_row", source_file, number, _raw(line)))
+                continue
+            kept.append(line)
+            kept_numbers.append(number)
+        if not kept:
+            continue
+        skipped: list[int] = []
+
+        def on_invalid(row: pacsv.InvalidRow, skipped: list[int] = skipped) -> str:
+            skipped.append(-1 if row.number is None else row.number - 1)
+            return "skip"
+
+        data = data or b"\n".join(kept) + b"\n"
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(
+                column_names=names, block_size=len(data) + 1, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter,
+                quote_char='"' if quote else False,
+                invalid_row_handler=on_invalid,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=include,
+                column_types={source: pa.binary() for source in include},
+                strings_can_be_null=False,
+            ),
+        )
+        numbers = np.asarray(kept_numbers, dtype="int64")
+        if skipped:
+            if -1 in skipped or len(skipped) + table.num_rows != len(kept):
+                raise RuntimeError(f"{source_file}: the CSV reader lost track of line numbers")
+            for position in skipped:
+                bad.append(
+                    ("malformed_row", source_file, int(numbers[position]), _raw(kept[position]))
+                )
+            numbers = np.delete(numbers, skipped)
+        if len(numbers) != table.num_rows:
+            raise RuntimeError(f"{source_file}: the CSV reader lost track of line numbers")
+        if table.num_rows == 0:
+            continue
+        record = table.combine_chunks().to_batches()[0]
+        frame, not_utf8 = _decode(record, [columns[c] for c in record.schema.names])
+        yield frame, numbers, not_utf8
+
+
+def _raw(line: bytes) -> str:
+    return line[:QUARANTINE_RAW_CHARS].decode("utf-8", errors="backslashreplace")
 
 
 def _unique(names: list[str]) -> list[str]:

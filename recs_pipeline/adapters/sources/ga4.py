@@ -75,7 +75,12 @@ class Ga4Events(FileSource):
         self.rules = rules_of(config, quarantine_unknown_events=False)
 
     def list_files(self) -> list[LandingFile]:
-        return [f for f in super().list_files() if table_of(self.relative(f.path)) is not None]
+        files = super().list_files()
+        dated = [f for f in files if table_of(self.relative(f.path)) is not None]
+        self.problems.outside_layout = [
+            self.relative(f.path) for f in files if table_of(self.relative(f.path)) is None
+        ]
+        return dated
 
     def days_of(self, file: LandingFile) -> set[dt.date]:
         table = table_of(self.relative(file.path))
@@ -90,14 +95,26 @@ class Ga4Events(FileSource):
                 (intraday if table[1] else daily).append(file)
         return daily or intraday
 
-    def parse_file(self, file: LandingFile, day: dt.date) -> ParsedLines:
+    def parse_file(self, file: LandingFile, day: dt.date) -> ParsedLines | None:
+        """The table file's rows; quarantined whole when unreadable; None while in flight."""
         name = self.relative(file.path)
         users = pseudonymiser_of(self.config)
-        if file.path.endswith(".parquet"):
-            parsed = self._parse_parquet(file.path, name, users)
+
+        def parse() -> ParsedLines:
+            if file.path.endswith(".parquet"):
+                return self._parse_parquet(file.path, name, users)
+            return parse_ga4_lines(
+                self.line_batches(file.path),
+                name,
+                home=day,
+                users=users,
+                max_line_bytes=self.max_line_bytes,
+            )
+
+        parsed = self.read_safely(file, parse)
+        if parsed is not None:
             parsed.home = day
-            return parsed
-        return parse_ga4_lines(self.line_batches(file.path), name, home=day, users=users)
+        return parsed
 
     def _parse_parquet(self, path: str, name: str, users: object) -> ParsedLines:
         with self.fs.open_input_file(path) as handle:
@@ -138,7 +155,11 @@ class Ga4Events(FileSource):
         self, days: Sequence[dt.date], now: pd.Timestamp | None = None
     ) -> Iterator[tuple[dt.date, DayEvents]]:
         for day in sorted(days):
-            parsed = [self.parse_file(file, day) for file in self.files_for_day(day)]
+            parsed = [
+                item
+                for file in self.files_for_day(day)
+                if (item := self.parse_file(file, day)) is not None
+            ]
             yield day, assemble_day(drain(parsed), day, self.tz, self.rules, now=now)
 
 

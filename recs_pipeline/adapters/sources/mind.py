@@ -12,13 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from recs_pipeline.adapters.sources.base import LandingFile, pseudonymiser_of, rules_of
-from recs_pipeline.adapters.sources.delimited import _decode
+from recs_pipeline.adapters.sources.delimited import delimited_rows
 from recs_pipeline.adapters.sources.tables import TableFileSource
 from recs_pipeline.core.events import (
     CONTROL_CHARACTERS,
@@ -46,38 +43,32 @@ class MindBehaviors(TableFileSource):
 
     def parse_file(self, file: LandingFile) -> ParsedLines:
         name = self.relative(file.path)
-        invalid: list[QuarantineRow] = []
-
-        def on_invalid(row: pacsv.InvalidRow) -> str:
-            number = row.number if row.number is not None else -1
-            invalid.append(("malformed_row", name, number, (row.text or "")[:QUARANTINE_RAW_CHARS]))
-            return "skip"
-
-        reader = pacsv.open_csv(
-            self.open(file.path),
-            read_options=pacsv.ReadOptions(
-                column_names=list(COLUMNS), block_size=1 << 22, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t", quote_char=False, invalid_row_handler=on_invalid
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(COLUMNS, pa.binary()), strings_can_be_null=False
-            ),
-        )
         users = pseudonymiser_of(self.config)
         seen: set[str] = set()
         events: list[pd.DataFrame] = []
-        bad: list[QuarantineRow] = list(invalid)
-        rows = 0
-        line = 1
-        for batch in reader:
-            frame, not_utf8 = _decode(batch, list(COLUMNS))
-            frame["line_no"] = np.arange(line, line + len(frame), dtype="int64")
-            line += len(frame)
+        invalid: list[QuarantineRow] = []
+        bad: list[QuarantineRow] = []
+        rows = extra = ignored = 0
+        for frame, numbers, not_utf8 in delimited_rows(
+            self.line_batches(file.path),
+            name,
+            list(COLUMNS),
+            {column: column for column in COLUMNS},
+            "\t",
+            quote=False,
+            first_line=1,
+            max_line_bytes=self.max_line_bytes,
+            bad=invalid,
+        ):
+            frame["line_no"] = numbers
             rows += len(frame)
             table, rejected = self._events_of(frame, set(not_utf8), seen)
             bad.extend((reason, name, int(no), text) for reason, no, text in rejected)
+            # A row is one line; its clicks and history are events: rows without any (no click,
+            # history already given) are ignored, events beyond one per row are extra.
+            producing = int(table["line_no"].nunique()) if not table.empty else 0
+            ignored += len(frame) - len(rejected) - producing
+            extra += len(table) - producing
             if not table.empty:
                 parsed = events_from_table(
                     table,
@@ -90,6 +81,7 @@ class MindBehaviors(TableFileSource):
                 )
                 events.append(parsed.events)
                 bad.extend(parsed.quarantine.itertuples(index=False, name=None))
+        bad.extend(invalid)
         quarantine = (
             quarantine_frame(sorted(bad, key=lambda row: row[2])) if bad else quarantine_frame([])
         )
@@ -103,6 +95,8 @@ class MindBehaviors(TableFileSource):
             concat_events(events) if events else empty,
             quarantine,
             rows + len(invalid),
+            ignored=ignored,
+            extra_events=extra,
         )
 
     def _events_of(

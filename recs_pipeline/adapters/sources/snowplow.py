@@ -52,7 +52,11 @@ class SnowplowEvents(FileSource):
             return None
 
     def list_files(self) -> list[LandingFile]:
-        return [f for f in super().list_files() if self.hour_of(f.path) is not None]
+        files = super().list_files()
+        self.problems.outside_layout = [
+            self.relative(f.path) for f in files if self.hour_of(f.path) is None
+        ]
+        return [f for f in files if self.hour_of(f.path) is not None]
 
     def days_of(self, file: LandingFile) -> set[dt.date]:
         hour = self.hour_of(file.path)
@@ -73,14 +77,23 @@ class SnowplowEvents(FileSource):
                 chosen.append(file)
         return chosen
 
-    def parse_file(self, file: LandingFile) -> ParsedLines:
-        return parse_snowplow_lines(
-            self.line_batches(file.path),
-            self.relative(file.path),
-            self.hour_of(file.path),
-            users=pseudonymiser_of(self.config),
-            bot_user_agent_pattern=self.config.bot_user_agent_pattern,
+    def parse_file(self, file: LandingFile) -> ParsedLines | None:
+        """The file's lines; the file quarantined whole when unreadable; None while in flight."""
+        users = pseudonymiser_of(self.config)
+        parsed = self.read_safely(
+            file,
+            lambda: parse_snowplow_lines(
+                self.line_batches(file.path),
+                self.relative(file.path),
+                self.hour_of(file.path),
+                users=users,
+                bot_user_agent_pattern=self.config.bot_user_agent_pattern,
+                max_line_bytes=self.max_line_bytes,
+            ),
         )
+        if parsed is not None and parsed.unreadable:
+            parsed.hour = self.hour_of(file.path)  # its hour's day owns it
+        return parsed
 
     def read_days(
         self, days: Sequence[dt.date], now: pd.Timestamp | None = None
@@ -93,7 +106,9 @@ class SnowplowEvents(FileSource):
             keep = {f.path for f in self.files_for_day(upcoming)} if upcoming else set()
             parsed = []
             for file in self.files_for_day(day):
-                item = cache.pop(file.path, None) or self.parse_file(file)
+                item = cache.pop(file.path, None) if file.path in cache else self.parse_file(file)
+                if item is None:
+                    continue  # still being written: the next run reads it
                 if file.path in keep:
                     cache[file.path] = item
                 parsed.append(item)

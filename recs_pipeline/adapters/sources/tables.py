@@ -38,8 +38,16 @@ class TableFileSource(FileSource):
     def parse_file(self, file: LandingFile) -> ParsedLines:
         raise NotImplementedError
 
-    def _home(self, parsed: ParsedLines, now: pd.Timestamp) -> dt.date:
-        """The day of the file's earliest plausible event (its undatable lines' owner)."""
+    def read_file(self, file: LandingFile) -> ParsedLines | None:
+        """``parse_file``, the file quarantined whole when unreadable, None while in flight."""
+        return self.read_safely(file, lambda: self.parse_file(file))
+
+    def _home(self, parsed: ParsedLines, now: pd.Timestamp, file: LandingFile) -> dt.date:
+        """The day of the file's earliest plausible event (its undatable lines' owner); for a
+        file that cannot be read, the day it was last modified (not before the first day)."""
+        if parsed.unreadable:
+            modified = pd.Timestamp(file.mtime, unit="s", tz="UTC").tz_convert(self.tz).date()
+            return max(modified, self.first_day)
         stamps = parsed.events["ts"]
         plausible = stamps[(stamps >= EARLIEST_PLAUSIBLE) & (stamps <= now + pd.Timedelta(days=1))]
         if plausible.empty:
@@ -47,9 +55,11 @@ class TableFileSource(FileSource):
         return pd.Timestamp(plausible.min()).tz_convert(self.tz).date()
 
     def days_of(self, file: LandingFile) -> set[dt.date]:
-        parsed = self.parse_file(file)
+        parsed = self.read_file(file)
+        if parsed is None:
+            return set()  # still being written: seen again once it changes or settles
         local = parsed.events["ts"].dt.tz_convert(self.tz).dt.date
-        return set(local.unique()) | {self._home(parsed, pd.Timestamp.now(tz="UTC"))}
+        return set(local.unique()) | {self._home(parsed, pd.Timestamp.now(tz="UTC"), file)}
 
     def read_days(
         self, days: Sequence[dt.date], now: pd.Timestamp | None = None
@@ -61,14 +71,18 @@ class TableFileSource(FileSource):
         start, end = day_bounds(wanted[0], self.tz)[0], day_bounds(wanted[-1], self.tz)[1]
         parsed_files = []
         for file in self.listing():
-            parsed = self.parse_file(file)
-            parsed.home = self._home(parsed, moment)
+            read = self.read_file(file)
+            if read is None:
+                continue  # still being written: the next run reads it
+            parsed = read
+            parsed.home = self._home(parsed, moment, file)
             stamps = parsed.events["ts"]
             implausible = (stamps < EARLIEST_PLAUSIBLE) | (stamps > moment + pd.Timedelta(days=1))
             keep = ((stamps >= start) & (stamps < end)) | implausible
             if parsed.home not in wanted:
                 keep &= ~implausible
                 parsed.quarantine = quarantine_frame([])
+            parsed.outside_run += int((~keep).sum())
             parsed.events = parsed.events.loc[keep].reset_index(drop=True)
             parsed_files.append(parsed)
         for position, day in enumerate(wanted):
