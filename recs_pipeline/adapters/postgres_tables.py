@@ -21,7 +21,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from recs_pipeline.adapters.publishing.postgres import libpq_url, pg_text, redact_url
+from recs_pipeline.adapters.publishing.postgres import connect, libpq_url, pg_text, redact_url
 from recs_pipeline.core.schemas import DATE
 
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -87,9 +87,7 @@ class PostgresTables:
 
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        with psycopg.connect(
-            self._conninfo, autocommit=True, application_name="recs_pipeline"
-        ) as conn:
+        with connect(self._conninfo, autocommit=True, application_name="recs_pipeline") as conn:
             yield conn
 
     def replace_days(self, site: str, asset: str, days: Sequence[str], frame: pd.DataFrame) -> int:

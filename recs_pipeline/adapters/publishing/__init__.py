@@ -89,8 +89,8 @@ def publisher_from_url(url: str) -> Publisher:
             f"connection); {_EXPECTED}"
         )
     if not rest.startswith("/"):
-        raise ValueError(f"SQLite URLs have no host: {url!r}; {_EXPECTED}")
+        raise ValueError(f"SQLite URLs have no host: {redact_url(url)!r}; {_EXPECTED}")
     path = rest[1:]
     if "?" in path:
-        raise ValueError(f"SQLite URL options are not supported: {url!r}; {_EXPECTED}")
+        raise ValueError(f"SQLite URL options are not supported: {redact_url(url)!r}; {_EXPECTED}")
     return SqlitePublisher(path)

@@ -26,8 +26,9 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, Final, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
 import pandas as pd
 import psycopg
@@ -122,26 +123,140 @@ def _pg_texts(values: list[str | None]) -> list[str | None]:
     return [None if v is None else pg_text(v) for v in values]
 
 
+@dataclass(frozen=True)
+class _PgUrl:
+    """A postgres URL cut into its parts, leniently: what a person typed, not what RFC 3986
+    allows (a raw ``@``, space or ``%`` in the password is the password)."""
+
+    user: str | None
+    password: str | None
+    hosts: str  # host[:port][,host[:port]...] as given
+    path: str  # "/database" or ""
+    query: str  # without "?"
+
+    @classmethod
+    def parse(cls, url: str) -> _PgUrl:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower().split("+", 1)[0] not in ("postgresql", "postgres"):
+            raise ValueError("not a postgresql:// URL")
+        userinfo, at, hostpart = rest.rpartition("@")
+        if not at:
+            userinfo, hostpart = "", rest
+        user, colon, password = userinfo.partition(":")
+        hostpart, _, query = hostpart.partition("?")
+        slash = hostpart.find("/")
+        hosts, path = (hostpart, "") if slash < 0 else (hostpart[:slash], hostpart[slash:])
+        return cls(
+            unquote(user) if at else None,
+            unquote(password) if at and colon else None,
+            hosts,
+            path,
+            query,
+        )
+
+    def redacted(self) -> str:
+        user = quote(self.user or "", safe="")
+        userinfo = f"{user}:***@" if self.password is not None else (f"{user}@" if user else "")
+        query = f"?{_redacted_query(self.query)}" if self.query else ""
+        return f"postgresql://{userinfo}{self.hosts}{self.path}{query}"
+
+    def checked_hosts(self) -> str:
+        """``hosts`` checked (ports are numbers, IPv6 addresses are bracketed), or ValueError."""
+        for entry in self.hosts.split(",") if self.hosts else []:
+            if entry.startswith("["):
+                close = entry.find("]")
+                if close < 0:
+                    raise ValueError(f"an IPv6 host without its closing ']': {entry!r}")
+                host, port = entry[1:close], entry[close + 1 :]
+                if port and not port.startswith(":"):
+                    raise ValueError(f"unexpected text after the IPv6 host: {entry!r}")
+                port = port[1:]
+            else:
+                host, _, port = entry.partition(":")
+                if "[" in host or "]" in host:
+                    raise ValueError(f"a malformed host: {entry!r}")
+            if port and not port.isdigit():
+                raise ValueError(f"the port is not a number: {entry!r}")
+            if any(c.isspace() for c in host):
+                raise ValueError(f"a space in the host: {entry!r}")
+        return self.hosts
+
+
+def _redacted_query(query: str) -> str:
+    return "&".join(
+        f"{name}=***" if name.lower() in ("password", "passfile", "sslpassword") else part
+        for part in query.split("&")
+        for name in [part.partition("=")[0]]
+    )
+
+
 def redact_url(url: str) -> str:
-    """A database URL safe to log: the password, if any, replaced by ``***``."""
+    """A database URL safe to log: the password, if any, replaced by ``***`` (also in a URL
+    libpq would refuse: a raw ``@``, space or ``%`` in the password, a bad host or port)."""
     try:
-        parts = urlsplit(url)
+        return _PgUrl.parse(url).redacted()
     except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
+        pass
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>"
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{hostpart}"
 
 
 def libpq_url(url: str) -> str:
-    """A SQLAlchemy-style URL (``postgresql+psycopg://``, ``postgres://``) as libpq takes it."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower().split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ValueError(f"not a postgresql:// URL: {redact_url(url)!r}")
-    return f"postgresql://{rest}"
+    """A SQLAlchemy-style URL (``postgresql+psycopg://``, ``postgres://``) as libpq takes it.
+
+    The user name, password and database are percent-encoded again, so libpq never fails to
+    parse them (its parse errors quote the text they choke on, password included); a bad host
+    or port is refused here with the URL redacted.
+    """
+    try:
+        parts = _PgUrl.parse(url)
+        hosts = parts.checked_hosts()
+    except ValueError as error:
+        raise ValueError(f"not a valid postgresql:// URL ({error}): {redact_url(url)}") from None
+    userinfo = ""
+    if parts.user is not None:
+        userinfo = quote(parts.user, safe="")
+        if parts.password is not None:
+            userinfo += ":" + quote(parts.password, safe="")
+        userinfo += "@"
+    database = "/" + quote(unquote(parts.path[1:]), safe="") if parts.path else ""
+    query = f"?{parts.query}" if parts.query else ""
+    return f"postgresql://{userinfo}{hosts}{database}{query}"
+
+
+def scrubbed(error: BaseException, conninfo: str) -> str:
+    """An error's text with the connection's password (raw or encoded) replaced by ``***``."""
+    text = str(error)
+    try:
+        password = _PgUrl.parse(conninfo).password
+    except ValueError:
+        return text
+    if password:
+        for form in {password, quote(password, safe=""), quote(password)}:
+            text = text.replace(form, "***")
+    return text
+
+
+@contextmanager
+def connect(conninfo: str, **options: Any) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """``psycopg.connect`` whose failure never carries the password (nor a cause that does)."""
+    try:
+        conn = psycopg.connect(conninfo, **options)
+    except psycopg.Error as error:
+        message = f"{scrubbed(error, conninfo)} ({redact_url(conninfo)})"
+        kind = type(error) if isinstance(error, psycopg.OperationalError) else psycopg.Error
+    else:
+        with conn:
+            yield conn
+        return
+    # Raised outside the ``except`` block: no __context__ holding the original message.
+    raise kind(message)
 
 
 def partition_name(model_id: int) -> str:
@@ -276,7 +391,7 @@ class PostgresPublisher(SqlPublisher):
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         # Autocommit: every transaction below is an explicit ``conn.transaction()`` block.
-        with psycopg.connect(self._conninfo, autocommit=True, **self._connect_options) as conn:
+        with connect(self._conninfo, autocommit=True, **self._connect_options) as conn:
             yield conn
 
     @contextmanager
