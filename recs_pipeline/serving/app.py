@@ -28,11 +28,10 @@ from recs_pipeline.adapters.pages import page_rules
 from recs_pipeline.core.site import ServingConfig, SiteConfig
 from recs_pipeline.core.urls import PageRules
 from recs_pipeline.serving.intake import parse_events
-from recs_pipeline.serving.live import LiveSettings, LiveStore
+from recs_pipeline.serving.live import LiveSettings, LiveStore, ReaderView
 from recs_pipeline.serving.metrics import Metrics, MetricsMiddleware
 from recs_pipeline.serving.scoring import (
     MINUTE_MS,
-    Click,
     Scored,
     Source,
     blend,
@@ -478,6 +477,9 @@ def recommend(
     cfg = runtime.serving
     site = runtime.config.name
     k = min(k, cfg.max_k)
+    # Candidates per signal: plenty for k (more only costs time: an article far down the live
+    # list can still enter through the session's co-visits or the personal list).
+    candidates = min(cfg.candidates, max(3 * k, 50))
 
     def safe(default: T, call: Callable[[], T]) -> T:
         try:
@@ -486,13 +488,17 @@ def recommend(
             log.warning("live store unavailable: %s", error)
             return default
 
-    clock = safe(None, lambda: live.clock(site))
-    excluded: set[str] = safe(set(), lambda: live.read(site, user_id))
+    half_life = runtime.live.half_lives_ms[0]
+    view: ReaderView = safe(
+        ReaderView(None, set(), [], []),
+        lambda: live.reader_view(site, user_id, half_life, candidates),
+    )
+    clock = view.clock
+    excluded = set(view.read)
     if exclude:
         excluded.update(a.strip() for a in exclude.split(",") if a.strip())
-    clicks: list[Click] = safe([], lambda: live.clicks(site, user_id))
     session = (
-        current_session(clicks, clock, int(cfg.session_gap_minutes * MINUTE_MS))
+        current_session(view.clicks, clock, int(cfg.session_gap_minutes * MINUTE_MS))
         if clock is not None
         else []
     )
@@ -501,19 +507,12 @@ def recommend(
         excluded.add(article_id)
         anchors = [(article_id, 1.0)] + [(a, w / 2) for a, w in anchors if a != article_id]
         anchors = anchors[: cfg.session_depth]
-    neighbour_lists: list[tuple[float, Sequence[tuple[str, float]]]] = []
-    for anchor, weight in anchors:
-        try:
-            found = live.neighbours(site, anchor, cfg.candidates)
-        except (redis.RedisError, OSError) as error:
-            log.warning("live store unavailable: %s", error)
-            found = []
-        neighbour_lists.append((weight, found))
-    covisit = combine_neighbours(neighbour_lists)
-    popular: list[tuple[str, float]] = safe(
-        [], lambda: live.popular(site, runtime.live.half_lives_ms[0], cfg.candidates, excluded)
+    found: list[list[tuple[str, float]]] = safe(
+        [[] for _ in anchors], lambda: live.neighbours_of(site, [a for a, _ in anchors], candidates)
     )
-    personal = snapshot.personal(user_id, cfg.candidates)
+    covisit = combine_neighbours([(w, f) for (_, w), f in zip(anchors, found, strict=True)])
+    popular = [(a, v) for a, v in view.popular if a not in excluded]
+    personal = snapshot.personal(user_id, candidates)
     blended = blend(
         dict(popular),
         covisit,
@@ -525,7 +524,7 @@ def recommend(
     )
     similar: list[tuple[str, float]] = []
     for anchor, _ in anchors:
-        similar.extend(snapshot.similar(anchor, cfg.candidates))
+        similar.extend(snapshot.similar(anchor, candidates))
     chain: list[tuple[Source, Sequence[tuple[str, float]]]] = [
         ("similar", similar),
         ("popular", snapshot.popular()),

@@ -59,6 +59,16 @@ class LiveSettings:
     prune_every: int = 50_000
 
 
+@dataclass(frozen=True)
+class ReaderView:
+    """What one request needs of live state about its reader, read together."""
+
+    clock: int | None
+    read: set[str]
+    clicks: list[Click]
+    popular: list[tuple[str, float]]
+
+
 class LiveStore(Protocol):
     """What the API asks of live state. Counts and weights are decayed at the site's clock."""
 
@@ -78,6 +88,16 @@ class LiveStore(Protocol):
 
     def neighbours(self, site: str, article_id: str, n: int) -> list[tuple[str, float]]: ...
 
+    def reader_view(self, site: str, user_id: str, half_life_ms: int, n: int) -> ReaderView:
+        """Clock, read set, recent clicks and live popularity minus the read set, at once."""
+        ...
+
+    def neighbours_of(
+        self, site: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
+        """``neighbours`` of several articles at once."""
+        ...
+
     def events(self, site: str) -> int: ...
 
     def ping(self) -> bool: ...
@@ -89,14 +109,19 @@ class LiveStore(Protocol):
 
 
 class DecayedTable:
-    """Decayed sums per key (see ``scoring``): add is one addition, order needs no decay."""
+    """Decayed sums per key (see ``scoring``): add is one addition, order needs no decay.
 
-    __slots__ = ("half_life_ms", "ref_ms", "values")
+    The keys in order are cached until the next change (a common decay factor never changes
+    an order), so a burst of requests between two event batches sorts once.
+    """
+
+    __slots__ = ("_order", "half_life_ms", "ref_ms", "values")
 
     def __init__(self, half_life_ms: float) -> None:
         self.half_life_ms = half_life_ms
         self.ref_ms: int | None = None
         self.values: dict[str, float] = {}
+        self._order: list[str] | None = None
 
     def add(self, key: str, ts_ms: int, amount: float = 1.0) -> None:
         if self.ref_ms is None:
@@ -106,6 +131,7 @@ class DecayedTable:
         self.values[key] = self.values.get(key, 0.0) + amount * growth(
             ts_ms, self.ref_ms, self.half_life_ms
         )
+        self._order = None
 
     def rebase(self, to_ms: int) -> None:
         if self.ref_ms is None:
@@ -118,9 +144,28 @@ class DecayedTable:
     def factor(self, now_ms: int) -> float:
         return 0.0 if self.ref_ms is None else decay_factor(self.ref_ms, now_ms, self.half_life_ms)
 
+    def top(self, n: int, now_ms: int, skip: Iterable[str] = ()) -> list[tuple[str, float]]:
+        """The ``n`` largest decayed values at ``now_ms`` (ties by key), minus ``skip``."""
+        if n <= 0 or not self.values:
+            return []
+        if self._order is None:
+            values = self.values
+            self._order = sorted(values, key=lambda k: (-values[k], k))
+        skipped = skip if isinstance(skip, set | frozenset) else set(skip)
+        factor = self.factor(now_ms)
+        out = []
+        for key in self._order:
+            if key in skipped:
+                continue
+            out.append((key, self.values[key] * factor))
+            if len(out) >= n:
+                break
+        return out
+
     def prune(self, now_ms: int, floor: float) -> None:
         factor = self.factor(now_ms)
         self.values = {k: v for k, v in self.values.items() if v * factor >= floor}
+        self._order = None
 
 
 @dataclass
@@ -226,15 +271,11 @@ class MemoryLiveStore:
     def popular(
         self, site: str, half_life_ms: int, n: int, skip: Iterable[str] = ()
     ) -> list[tuple[str, float]]:
-        from recs_pipeline.serving.scoring import top_n
-
         with self._lock:
             state = self._sites.get(site)
             if state is None or state.clock is None or half_life_ms not in state.popularity:
                 return []
-            table = state.popularity[half_life_ms]
-            factor = table.factor(state.clock)
-            return [(a, v * factor) for a, v in top_n(table.values, n, skip)]
+            return state.popularity[half_life_ms].top(n, state.clock, skip)
 
     def counts(self, site: str, half_life_ms: int, articles: Sequence[str]) -> dict[str, float]:
         with self._lock:
@@ -258,17 +299,31 @@ class MemoryLiveStore:
             return set() if reader is None else set(reader.read)
 
     def neighbours(self, site: str, article_id: str, n: int) -> list[tuple[str, float]]:
-        from recs_pipeline.serving.scoring import top_n
-
         with self._lock:
             state = self._sites.get(site)
             if state is None or state.clock is None:
                 return []
             table = state.covisit.get(article_id)
-            if table is None:
-                return []
-            factor = table.factor(state.clock)
-            return [(a, v * factor) for a, v in top_n(table.values, n)]
+            return [] if table is None else table.top(n, state.clock)
+
+    def reader_view(self, site: str, user_id: str, half_life_ms: int, n: int) -> ReaderView:
+        with self._lock:
+            state = self._sites.get(site)
+            if state is None:
+                return ReaderView(None, set(), [], [])
+            reader = state.readers.get(user_id)
+            read = set() if reader is None else set(reader.read)
+            table = state.popularity.get(half_life_ms)
+            popular = (
+                [] if table is None or state.clock is None else table.top(n, state.clock, read)
+            )
+            clicks = [] if reader is None else list(reader.clicks)
+            return ReaderView(state.clock, read, clicks, popular)
+
+    def neighbours_of(
+        self, site: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
+        return [self.neighbours(site, a, n) for a in article_ids]
 
     def events(self, site: str) -> int:
         state = self._sites.get(site)
@@ -484,6 +539,62 @@ class RedisLiveStore:
         got = cast(list[tuple[str, float]], self._redis.zrevrange(key, 0, n - 1, withscores=True))
         members = sorted(((str(m), float(v)) for m, v in got), key=lambda mv: (-mv[1], mv[0]))
         return self._decayed(site, key, self._settings_of(site).covisit_half_life_ms, members)
+
+    def reader_view(self, site: str, user_id: str, half_life_ms: int, n: int) -> ReaderView:
+        """One round trip (a second one only when reads crowd out the popular list)."""
+        p = self._p(site)
+        key = f"{p}pop:{half_life_ms}"
+        extra = 50
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(p + "clock")
+        pipe.smembers(f"{p}r:{user_id}")
+        pipe.lrange(f"{p}u:{user_id}", 0, -1)
+        pipe.get(key + ":ref")
+        pipe.zrevrange(key, 0, n + extra - 1, withscores=True)
+        clock_text, read_raw, items, ref, got = pipe.execute()
+        read = {str(a) for a in read_raw}
+        if len(read) > extra and len(got) == n + extra:
+            got = self._redis.zrevrange(key, 0, n + len(read) - 1, withscores=True)
+        clicks = []
+        for item in items:
+            ts, article, session = str(item).split("\t", 2)
+            clicks.append(Click(article, int(ts), session or None))
+        clicks.sort(key=lambda c: c.ts_ms)
+        clock = None if clock_text is None else int(str(clock_text))
+        popular: list[tuple[str, float]] = []
+        if clock is not None and ref is not None:
+            factor = decay_factor(int(str(ref)), clock, half_life_ms)
+            members = sorted(
+                ((str(m), float(v)) for m, v in got if m not in read),
+                key=lambda mv: (-mv[1], mv[0]),
+            )
+            popular = [(m, v * factor) for m, v in members[:n]]
+        return ReaderView(clock, read, clicks, popular)
+
+    def neighbours_of(
+        self, site: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
+        if not article_ids:
+            return []
+        p = self._p(site)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(p + "clock")
+        for article in article_ids:
+            pipe.get(f"{p}cv:{article}:ref")
+            pipe.zrevrange(f"{p}cv:{article}", 0, n - 1, withscores=True)
+        answers = pipe.execute()
+        clock = None if answers[0] is None else int(str(answers[0]))
+        half_life = self._settings_of(site).covisit_half_life_ms
+        out: list[list[tuple[str, float]]] = []
+        for i in range(len(article_ids)):
+            ref, got = answers[1 + 2 * i], answers[2 + 2 * i]
+            if clock is None or ref is None:
+                out.append([])
+                continue
+            factor = decay_factor(int(str(ref)), clock, half_life)
+            members = sorted(((str(m), float(v)) for m, v in got), key=lambda mv: (-mv[1], mv[0]))
+            out.append([(m, v * factor) for m, v in members])
+        return out
 
     def events(self, site: str) -> int:
         value = self._redis.get(self._p(site) + "n")

@@ -167,7 +167,8 @@ def blend(
     contributed most to it.
     """
     skip = set(excluded)
-    parts: dict[str, dict[Source, float]] = {}
+    totals: dict[str, float] = {}
+    leader: dict[str, tuple[float, Source]] = {}
     signals: tuple[tuple[Source, dict[str, float], float], ...] = (
         ("live", scaled_to_max(live), live_weight),
         ("session", scaled_to_max(session), session_weight),
@@ -176,15 +177,15 @@ def blend(
     )
     for source, signal, weight in signals:
         for article, value in signal.items():
-            if article not in skip:
-                parts.setdefault(article, {})[source] = weight * value
-    scored = []
-    for article, contributions in parts.items():
-        total = sum(contributions.values())
-        best = max(contributions.items(), key=lambda kv: (kv[1], -SOURCES.index(kv[0])))[0]
-        scored.append(Scored(article, total, best))
-    scored.sort(key=lambda s: (-s.score, SOURCES.index(s.source), s.article_id))
-    return scored
+            if article in skip:
+                continue
+            part = weight * value
+            totals[article] = totals.get(article, 0.0) + part
+            best = leader.get(article)
+            if best is None or part > best[0]:  # ties: the earlier source (live first)
+                leader[article] = (part, source)
+    ranked = sorted(totals, key=lambda a: (-totals[a], SOURCES.index(leader[a][1]), a))
+    return [Scored(a, totals[a], leader[a][1]) for a in ranked]
 
 
 def fill(

@@ -96,6 +96,16 @@ def test_redis_and_memory_stores_agree(redis_store: RedisLiveStore) -> None:
         assert len(memory.clicks(SITE, user)) == SETTINGS.recent_clicks
         assert memory.read(SITE, user) == redis_store.read(SITE, user)
     assert memory.popular(SITE, SETTINGS.half_lives_ms[0], 3, skip={"a0"})[0][0] != "a0"
+    for user in ("u3", "nobody"):
+        mine_view = memory.reader_view(SITE, user, SETTINGS.half_lives_ms[0], 8)
+        their_view = redis_store.reader_view(SITE, user, SETTINGS.half_lives_ms[0], 8)
+        assert mine_view.clock == their_view.clock == newest
+        assert mine_view.read == their_view.read and mine_view.clicks == their_view.clicks
+        assert [a for a, _ in mine_view.popular] == [a for a, _ in their_view.popular]
+        assert not set(a for a, _ in mine_view.popular) & mine_view.read
+    many = redis_store.neighbours_of(SITE, ["a0", "a3", "unknown"], 5)
+    assert many == [redis_store.neighbours(SITE, a, 5) for a in ("a0", "a3", "unknown")]
+    assert memory.neighbours_of(SITE, ["a0"], 5) == [memory.neighbours(SITE, "a0", 5)]
 
 
 def test_covisits_come_from_one_readers_clicks_within_the_window() -> None:
