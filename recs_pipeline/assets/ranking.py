@@ -1,5 +1,6 @@
 """Ranking: the LightGBM ranker trained as of each day, and the evaluation against the baselines."""
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -23,7 +24,7 @@ from recs_pipeline.assets.common import (
 )
 from recs_pipeline.assets.models import load_als
 from recs_pipeline.core.als import AlsModel, load_model
-from recs_pipeline.core.baselines import BaselineParams
+from recs_pipeline.core.baselines import BaselineParams, half_life_label
 from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow, stack
 from recs_pipeline.core.engagement import daily_engagement
@@ -44,7 +45,7 @@ from recs_pipeline.core.ranker import (
     save_ranker,
     train_ranker,
 )
-from recs_pipeline.core.serving import ServedLists, ServingInputs
+from recs_pipeline.core.serving import ServedLists, ServingInputs, choose_policy
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 from recs_pipeline.resources import Clock, LakeResource, run_started
@@ -83,9 +84,11 @@ def ranker_params(site: SiteConfig) -> RankerParams:
 
 def baseline_params(site: SiteConfig) -> BaselineParams:
     config = site.models.evaluation
+    fresh = site.models.popular.fresh_half_life_hours
     return BaselineParams(
         pop_decay_half_life_hours=config.pop_decay_half_life_hours,
-        pop_decay_half_lives_hours=config.pop_decay_half_lives_hours,
+        # The chain's fresh popularity is always among them: the policy compares with it.
+        pop_decay_half_lives_hours=tuple(sorted({*config.pop_decay_half_lives_hours, fresh})),
         lookback_hours=config.lookback_days * 24.0,
     )
 
@@ -121,6 +124,28 @@ def load_day_ranker(lake: Lake, site: SiteConfig, day: str) -> RankerModel | Non
     if info is None or text is None or not json.loads(info).get("trained", False):
         return None
     return load_ranker(text, info)
+
+
+def fresh_popularity_method(site: SiteConfig) -> str:
+    """The evaluation's name for the chain's fresh popularity (``pop_decay_<half-life>``)."""
+    return f"pop_decay_{half_life_label(site.models.popular.fresh_half_life_hours)}"
+
+
+def serving_policy(
+    lake: Lake, site: SiteConfig, day: str, evaluation: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Reader group -> source for the lists of ``day``: from the evaluation of the day before
+    (``evaluation`` when the caller holds it, else its partition); {} (every group ranked)
+    without one."""
+    if evaluation is None:
+        evaluation = lake.read_partition(site.name, "recommendation_evaluation", previous_day(day))
+    if evaluation is None or evaluation.empty:
+        return {}
+    return choose_policy(
+        summarise(evaluation),
+        fresh_popularity_method(site),
+        min_readers=site.models.gate.min_group_readers,
+    )
 
 
 def read_similar(lake: Lake, site: SiteConfig, day: str) -> pd.DataFrame | None:
@@ -420,9 +445,11 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         older = opened_window(engagement, older_days) if older_days > 0 else None
         sections = SectionWindow(store, site, evaluation.lookback_days + 1)
         frames = []
+        evaluated: dict[str, pd.DataFrame] = {}
         for day in run_days(context):
             as_of = clock.as_of_for(day, site.tz, started)
             before = previous_day(day)
+            policy = serving_policy(store, site, day, evaluated.get(before))
             ctx = day_ranking_context(clicks, sections, lake, site, day, as_of)
             window = clicks.rows(day)
             earlier = (
@@ -433,29 +460,42 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             popular = store.read_partition(site.name, "popular_articles", before)
             if popular is None:
                 popular = pd.DataFrame(columns=["rank", "article_id", "score"])
-            served = ServedLists(
-                ctx.history,
-                window.loc[window["ts"] < as_of],
-                ServingInputs(
-                    moment=as_of,
-                    tz=site.tz,
-                    clicks=window.iloc[:0],
-                    seen=earlier,
-                    popular=popular,
-                    als=ctx.als,
-                    similar=read_similar(store, site, before),
-                    ranker=load_day_ranker(store, site, before) if config.enabled else None,
-                    categories=ctx.categories,
-                    fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
-                ),
-                n=evaluation.k,
-                active_hours=config.active_hours,
-                clicks_days=config.history_days + 1,
+            base = ServingInputs(
+                moment=as_of,
+                tz=site.tz,
+                clicks=window.iloc[:0],
+                seen=earlier,
+                popular=popular,
+                als=ctx.als,
+                similar=read_similar(store, site, before),
+                ranker=load_day_ranker(store, site, before) if config.enabled else None,
+                categories=ctx.categories,
+                fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
+                policy=policy,
             )
-            methods = {
-                "served": served,
-                **evaluation_methods(ctx, None, baseline_params(site), k=evaluation.k),
-            }
+
+            before_as_of = window.loc[window["ts"] < as_of]
+
+            def chain(
+                inputs: ServingInputs,
+                history: ClickHistory = ctx.history,
+                clicks: pd.DataFrame = before_as_of,
+            ) -> ServedLists:
+                return ServedLists(
+                    history,
+                    clicks,
+                    inputs,
+                    n=evaluation.k,
+                    active_hours=config.active_hours,
+                    clicks_days=config.history_days + 1,
+                )
+
+            served = chain(base)
+            methods: dict[str, Any] = {"served": served}
+            # The ranker's chain for every group: the evidence the next day's policy reads.
+            if policy and base.ranker is not None:
+                methods["ranker"] = chain(dataclasses.replace(base, policy=None))
+            methods.update(evaluation_methods(ctx, None, baseline_params(site), k=evaluation.k))
             result = evaluate_day(
                 ctx.history,
                 day,
@@ -466,10 +506,18 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 groups=served.groups,
                 earlier=earlier,
             )
-            frames.append(result.assign(date=day))
+            if not policy and base.ranker is not None:
+                result = pd.concat(
+                    [result, result.loc[result["method"] == "served"].assign(method="ranker")],
+                    ignore_index=True,
+                )
+            result = result.assign(date=day)
+            evaluated[day] = result
+            frames.append(result)
             context.log.info(
                 f"{site.name} {day}: evaluated {served.readers:,} reader lists over "
-                f"{served.slots} slots in {served.seconds:.0f}s"
+                f"{served.slots} slots in {served.seconds:.0f}s; sources by group: "
+                f"{policy or 'the ranker for every group'}"
             )
         frame = concat_days(frames, EVALUATION_COLUMNS)
         if not frame.empty:
@@ -509,7 +557,7 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
     the moment's day (``MissingPartition`` names it otherwise); the ranker, ALS and similar
     articles of that day or the day before are used when materialised (without a ranker the
     lists are fresh popularity); the read set is every ``engagement`` partition of the read
-    horizon that exists.
+    horizon that exists; the sources by group come from the previous day's evaluation.
     """
     day, model_day = _artifact_day(lake, site, moment)
     ranker_config = site.models.ranker
@@ -562,4 +610,5 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
         ranker=ranker,
         categories=article_sections(lake, site, window_days(day, ranker_config.history_days + 1)),
         fresh_half_life_hours=popular_config.fresh_half_life_hours,
+        policy=serving_policy(lake, site, day),
     )

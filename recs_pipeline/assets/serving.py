@@ -12,6 +12,7 @@ from recs_pipeline.assets.common import (
     key,
     markdown_table,
     of_days,
+    previous_day_dep,
     run_days,
     site_asset,
     trailing_window,
@@ -22,6 +23,7 @@ from recs_pipeline.assets.ranking import (
     click_window,
     load_day_ranker,
     opened_window,
+    serving_policy,
 )
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames
@@ -63,6 +65,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             key(site, "als_model"),
             key(site, "ranker_model"),
             key(site, "pages"),
+            previous_day_dep(site, "recommendation_evaluation"),
         ],
     )
     def user_recommendations_asset(
@@ -79,6 +82,8 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         Every reader is ranked by the day's ranker (``ranker_model``): readers in its click
         history over their own candidates, the others over one shared list; without a ranker
         (too little data, or ``models.ranker.enabled: false``) everyone gets fresh popularity.
+        A reader group where the previous day's evaluation found ALS (or fresh popularity)
+        better than the ranker's chain is served from that source instead.
         Short lists are filled with fresh popularity, then the day's popular list. Nothing the
         reader opened over ``engagement.read_days`` (90 by default) is recommended. The
         metadata counts readers and scores by group (active, older, no_history) and source.
@@ -113,6 +118,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 ranker=model,
                 categories=sections.sections(day),
                 fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
+                policy=serving_policy(lake.lake(), site, day),
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
             already_read = read_articles_recommended(recs, seen)

@@ -44,6 +44,7 @@ __all__ = [
     "ServedLists",
     "ServingInputs",
     "article_registry",
+    "choose_policy",
     "reader_groups",
     "recommendations_as_of",
 ]
@@ -51,6 +52,11 @@ __all__ = [
 COLUMNS = ("user_id", "rank", "article_id", "score", "source")
 #: Reader groups, by what the chain knows of them at the moment.
 GROUPS = ("active", "older", "no_history")
+
+#: ``source`` of a row by its kind: the ranker, the fill, ALS.
+_SOURCE_OF_KIND = ("ranker", "popular", "als")
+#: What a reader group may be served from (``ServingInputs.policy``).
+SOURCES = ("ranker", "als", "popular")
 
 #: Shared-list depth beyond n: room for the articles a reader without recent clicks has read.
 _SHARED_EXTRA = 60
@@ -79,6 +85,9 @@ class ServingInputs:
     categories: pd.Series | None = None
     #: Half-life of the fresh popularity the chain falls back to and fills with.
     fresh_half_life_hours: float = 0.1
+    #: Reader group -> source (``ranker``, ``als`` or ``popular``), from the evaluation
+    #: (:func:`choose_policy`); a group not named is ranked (fresh popularity without a ranker).
+    policy: dict[str, str] | None = None
 
 
 def reader_groups(
@@ -160,6 +169,9 @@ def recommendations_as_of(
                     fresh_ids,
                     pop_ids,
                     seen["article_id"].to_numpy().astype(str),
+                    np.asarray(
+                        inputs.als.article_ids if inputs.als is not None else [], dtype=object
+                    ).astype(str),
                 ]
             )
         ),
@@ -177,10 +189,22 @@ def recommendations_as_of(
 
     read_keys = _read_keys(requested, seen, history, inputs.moment, codes, vocab, width)
 
+    # Each reader's source: the policy's for its group; the ranker by default, fresh
+    # popularity when the source is missing (no ranker that day, no ALS model).
+    default = "ranker" if inputs.ranker is not None and len(history) else "popular"
+    policy = dict(inputs.policy or {})
+    source_of = pd.Series(groups).map(lambda group: policy.get(group, default)).to_numpy()
+    if inputs.ranker is None or not len(history):
+        source_of[source_of == "ranker"] = "popular"
+    if inputs.als is None:
+        source_of[source_of == "als"] = "popular"
+    by_ranker = source_of == "ranker"
+
     # The ranker's lists: per reader for readers in the click history, one shared list else.
-    personal = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
+    empty = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
+    personal = empty
     shared = (np.empty(0, dtype=np.int64), np.empty(0))
-    if inputs.ranker is not None and len(history):
+    if inputs.ranker is not None and by_ranker.any():
         context = RankingContext(
             history=history,
             tz=inputs.tz,
@@ -188,7 +212,7 @@ def recommendations_as_of(
             similar=similar_matrix(history, inputs.similar) if inputs.similar is not None else None,
             categories=inputs.categories,
         )
-        known = np.flatnonzero(codes >= 0)
+        known = np.flatnonzero((codes >= 0) & by_ranker)
         if len(known):
             lists = rank_lists(
                 inputs.ranker, context, inputs.moment, codes[known], n + _PERSONAL_EXTRA
@@ -199,35 +223,45 @@ def recommendations_as_of(
                 hist_to_vocab[lists.article_code[order]],
                 lists.score[order],
             )
-        if (codes < 0).any():
+        if ((codes < 0) & by_ranker).any():
             one = rank_lists(
                 inputs.ranker, context, inputs.moment, np.array([-1]), n + _SHARED_EXTRA
             )
             order = np.argsort(one.rank, kind="stable")
             shared = (hist_to_vocab[one.article_code[order]], one.score[order])
+    # ALS top-N for the groups where the evaluation found it beats popularity.
+    als_rows = empty
+    if inputs.als is not None and (source_of == "als").any():
+        als_rows = _als_lists(inputs.als, requested, np.flatnonzero(source_of == "als"), vocab, n)
 
-    cold = codes < 0
+    cold = (codes < 0) & by_ranker
     parts: list[tuple[np.ndarray, ...]] = []
     for begin in range(0, len(requested), _BLOCK_READERS):
         stop = min(begin + _BLOCK_READERS, len(requested))
-        lo, hi = np.searchsorted(personal[0], [begin, stop])
-        positions = [personal[0][lo:hi]]
-        articles = [personal[1][lo:hi]]
-        scores = [personal[2][lo:hi]]
+        positions, articles, scores, kinds = [], [], [], []
+        for code, rows in ((0, personal), (2, als_rows)):
+            lo, hi = np.searchsorted(rows[0], [begin, stop])
+            positions.append(rows[0][lo:hi])
+            articles.append(rows[1][lo:hi])
+            scores.append(rows[2][lo:hi])
+            kinds.append(np.full(hi - lo, code, dtype=np.int8))
         if len(shared[0]):
             block_cold = begin + np.flatnonzero(cold[begin:stop])
             positions.append(np.repeat(block_cold, len(shared[0])))
             articles.append(np.tile(shared[0], len(block_cold)))
             scores.append(np.tile(shared[1], len(block_cold)))
+            kinds.append(np.zeros(len(block_cold) * len(shared[0]), dtype=np.int8))
         position = np.concatenate(positions)
         article = np.concatenate(articles)
         score = np.concatenate(scores)
-        # Stable sort by reader keeps each list's order (personal and shared never mix).
+        kind = np.concatenate(kinds)
+        # Stable sort by reader keeps each list's order (a reader has one source).
         order = np.argsort(position, kind="stable")
-        chosen = _take_unread(position[order], article[order], score[order], read_keys, width, n)
+        position, article, score, kind = position[order], article[order], score[order], kind[order]
+        chosen = _take_unread(position, article, score, kind, read_keys, width, n)
         counts = np.bincount(chosen[0] - begin, minlength=stop - begin)
         needy = begin + np.flatnonzero(counts < n)
-        parts.append((*chosen, np.zeros(len(chosen[0]), dtype=np.int8)))
+        parts.append(chosen)
         if len(needy) and len(fill_codes):
             taken = np.sort(chosen[0] * width + chosen[1])
             grid_pos = np.repeat(needy, len(fill_codes))
@@ -238,20 +272,21 @@ def recommendations_as_of(
                 grid_pos[free],
                 grid_art[free],
                 grid_score[free],
+                np.ones(int(free.sum()), dtype=np.int8),
                 read_keys,
                 width,
                 n,
                 start=counts[needy - begin],
                 starts_for=needy,
             )
-            parts.append((*fill, np.ones(len(fill[0]), dtype=np.int8)))
+            parts.append(fill)
     position = np.concatenate([part[0] for part in parts])
     article = np.concatenate([part[1] for part in parts])
     score = np.concatenate([part[2] for part in parts])
-    rank = np.concatenate([part[3] for part in parts])
-    is_fill = np.concatenate([part[4] for part in parts])
+    kind = np.concatenate([part[3] for part in parts])
+    rank = np.concatenate([part[4] for part in parts])
     order = np.lexsort((rank, position))
-    source = np.where(is_fill[order] == 1, "popular", "ranker")
+    source = np.asarray(_SOURCE_OF_KIND, dtype=object)[kind[order]]
     return _frame(
         requested,
         groups,
@@ -262,6 +297,40 @@ def recommendations_as_of(
         source,
         vocab=vocab,
     )
+
+
+def _als_lists(
+    als: AlsModel, requested: pd.Index, positions: np.ndarray, vocab: pd.Index, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ALS top ``n + extra`` of the readers at ``positions`` that the model knows, sorted by
+    (position, score): (position, vocabulary code, score). Articles outside ``vocab`` (not
+    seen in the click history, the read set or the popular lists) are left out."""
+    rows = pd.Index(np.asarray(als.user_ids, dtype=object).astype(str)).get_indexer(
+        pd.Index(requested.to_numpy()[positions], dtype=object)
+    )
+    item_codes = vocab.get_indexer(pd.Index(np.asarray(als.article_ids, dtype=object).astype(str)))
+    usable = item_codes >= 0
+    items = np.asarray(als.item_factors, dtype=np.float32)[usable]
+    item_codes = item_codes[usable].astype(np.int64)
+    known = np.flatnonzero(rows >= 0)
+    if not len(known) or not len(item_codes):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
+    k = min(n + _PERSONAL_EXTRA, len(item_codes))
+    block = max(1, (8 * 1024 * 1024) // len(item_codes))
+    out_pos, out_art, out_score = [], [], []
+    for begin in range(0, len(known), block):
+        chunk = known[begin : begin + block]
+        scores = np.asarray(als.user_factors, dtype=np.float32)[rows[chunk]] @ items.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        out_pos.append(np.repeat(positions[chunk], k))
+        out_art.append(item_codes[top.ravel()])
+        out_score.append(np.take_along_axis(values, order, axis=1).ravel().astype(np.float64))
+    position = np.concatenate(out_pos)
+    order = np.argsort(position, kind="stable")
+    return position[order], np.concatenate(out_art)[order], np.concatenate(out_score)[order]
 
 
 def _read_keys(
@@ -300,31 +369,32 @@ def _take_unread(
     position: np.ndarray,
     article: np.ndarray,
     score: np.ndarray,
+    kind: np.ndarray,
     read_keys: np.ndarray,
     width: np.int64,
     n: int,
     start: np.ndarray | None = None,
     starts_for: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The first unread, distinct articles of each reader's ordered rows, up to ``n`` in all.
 
-    Rows are grouped by ``position`` in list order. ``start`` (for the readers ``starts_for``)
-    is how many each reader already has: ranks continue from it. Returns (position, article,
-    score, rank from 1).
+    Rows are grouped by ``position`` in list order; ``kind`` (the row's source) is carried
+    along. ``start`` (for the readers ``starts_for``) is how many each reader already has:
+    ranks continue from it. Returns (position, article, score, kind, rank from 1).
     """
     keys = position * width + article
     keep = ~_isin_sorted(keys, read_keys)
-    position, article, score, keys = position[keep], article[keep], score[keep], keys[keep]
-    _, first = np.unique(keys, return_index=True)
+    position, article, score, kind = position[keep], article[keep], score[keep], kind[keep]
+    _, first = np.unique(keys[keep], return_index=True)
     first = np.sort(first)
-    position, article, score = position[first], article[first], score[first]
+    position, article, score, kind = position[first], article[first], score[first], kind[first]
     within = np.arange(len(position)) - np.searchsorted(position, position, side="left")
     offset = np.zeros(len(position), dtype=np.int64)
     if start is not None and starts_for is not None and len(position):
         offset = start[np.searchsorted(starts_for, position)]
     rank = within + offset + 1
     take = rank <= n
-    return position[take], article[take], score[take], rank[take]
+    return position[take], article[take], score[take], kind[take], rank[take]
 
 
 def _frame(
@@ -351,6 +421,40 @@ def _frame(
             "group": pd.Series(groups[position], dtype=str),
         }
     )
+
+
+def choose_policy(
+    summary: pd.DataFrame, fresh_method: str, min_readers: int = 1, protocol: str = "two_hour"
+) -> dict[str, str]:
+    """Each reader group's source from an evaluation summary (``core/evaluation.summarise``).
+
+    The ranker's chain (method ``ranker``) serves a group unless ALS (the ``als`` baseline) or
+    fresh popularity (``fresh_method``, the ``pop_decay`` at the chain's fresh half-life) scored
+    a higher NDCG there; ALS only where it also beats that popularity. Groups with fewer than
+    ``min_readers`` test readers keep the default (ranked). Returns only the groups that move
+    away from the ranker, so a day without evidence is served the default chain.
+    """
+    policy: dict[str, str] = {}
+    if summary.empty:
+        return policy
+    rows = summary.loc[summary["protocol"] == protocol]
+    for group in GROUPS:
+        mine = rows.loc[rows["group"] == group]
+        if mine.empty or int(mine["users"].max()) < min_readers:
+            continue
+        ndcg = dict(zip(mine["method"], mine["ndcg"].astype(float), strict=True))
+        scores = {
+            source: ndcg[method]
+            for source, method in (("ranker", "ranker"), ("als", "als"), ("popular", fresh_method))
+            if method in ndcg
+        }
+        # Ties go to the ranker, then to popularity: ALS must strictly beat both.
+        preference = {"ranker": 2, "popular": 1, "als": 0}
+        best = max(scores, key=lambda source: (scores[source], preference[source]), default="")
+        # Without a ranker's score, only ALS can win a group (popularity is the default then).
+        if best == "als" or (best == "popular" and "ranker" in scores):
+            policy[group] = best
+    return policy
 
 
 class ServedLists:

@@ -106,3 +106,57 @@ def test_reader_groups_by_last_click(clicks: pd.DataFrame) -> None:
     groups = reader_groups(history, codes, AS_OF, active_hours=1e6)
     assert groups.tolist() == ["active", "no_history"]
     assert reader_groups(history, codes, AS_OF, active_hours=1e-9).tolist()[1] == "no_history"
+
+
+def _summary(rows: list[tuple[str, str, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"protocol": "two_hour", "group": g, "method": m, "users": u, "ndcg": v}
+            for g, m, u, v in rows
+        ]
+    )
+
+
+def test_policy_moves_a_group_only_to_a_source_that_beat_the_ranker_and_popularity() -> None:
+    from recs_pipeline.core.serving import choose_policy
+
+    summary = _summary(
+        [
+            ("active", "ranker", 500, 0.40),
+            ("active", "als", 500, 0.45),
+            ("active", "pop_decay_6m", 500, 0.38),
+            ("older", "ranker", 500, 0.20),
+            ("older", "als", 500, 0.10),
+            ("older", "pop_decay_6m", 500, 0.25),
+            ("no_history", "ranker", 50, 0.10),  # too few readers to move
+            ("no_history", "als", 50, 0.90),
+        ]
+    )
+    assert choose_policy(summary, "pop_decay_6m", min_readers=100) == {
+        "active": "als",
+        "older": "popular",
+    }
+    # ALS must beat popularity too; without a ranker score popularity is not a move.
+    no_ranker = _summary([("older", "als", 500, 0.2), ("older", "pop_decay_6m", 500, 0.3)])
+    assert choose_policy(no_ranker, "pop_decay_6m") == {}
+    assert choose_policy(pd.DataFrame(), "pop_decay_6m") == {}
+
+
+def test_a_group_served_from_als_gets_als_lists_without_read_articles(
+    clicks: pd.DataFrame, model: RankerModel
+) -> None:
+    from recs_pipeline.core.als import AlsParams, train_als
+    from recs_pipeline.core.matrix import build_matrix
+
+    before = clicks.loc[clicks["ts"] < AS_OF]
+    seen = before[["user_id", "article_id"]].drop_duplicates()
+    als = train_als(build_matrix(seen.assign(weight=1.0)), AlsParams(factors=8, iterations=3))
+    inputs = ServingInputs(
+        AS_OF, TZ, clicks, seen, _popular(), als=als, ranker=model, policy={"older": "als"}
+    )
+    recs = recommendations_as_of(inputs, 5, active_hours=3)
+    by_group = recs.groupby("group")["source"].agg(set)
+    assert by_group["older"] <= {"als", "popular"} and "als" in by_group["older"]
+    assert by_group["active"] == {"ranker"}
+    assert recs.merge(seen, on=["user_id", "article_id"]).empty
+    assert (recs.groupby("user_id").size() == 5).all()
