@@ -283,16 +283,25 @@ class PostgresPublisher(SqlPublisher):
         reclaim_wait: float = 30.0,
         connect_timeout: int = 10,
         application_name: str = "recs_pipeline",
+        idle_timeout: float = 120.0,
     ) -> None:
         self._conninfo = libpq_url(url)
         self._redacted = redact_url(self._conninfo)
         self._lock_timeout = lock_timeout
+        # A publisher that stops (SIGSTOP, a hung process, a VM paused) while it holds the site
+        # lock between statements or inside a transaction is disconnected by the server after
+        # this long, which releases the lock; keepalives notice a host or network that is gone.
+        self._idle_timeout = idle_timeout
         # How long dropping a pruned version's partition may wait for queries already reading
         # ``recommendation``: a long analyst query must not hold up publishing; it is retried.
         self._reclaim_wait = reclaim_wait
         self._connect_options: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "application_name": application_name,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         }
         applied = self.migrate()
         if applied:
@@ -392,7 +401,36 @@ class PostgresPublisher(SqlPublisher):
     def _connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         # Autocommit: every transaction below is an explicit ``conn.transaction()`` block.
         with connect(self._conninfo, autocommit=True, **self._connect_options) as conn:
+            if self._idle_timeout > 0:
+                millis = str(int(self._idle_timeout * 1000))
+                conn.execute(
+                    "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                    (millis,),
+                )
+                if conn.info.server_version >= 140000:  # idle_session_timeout is new in 14
+                    conn.execute("SELECT set_config('idle_session_timeout', %s, false)", (millis,))
             yield conn
+
+    def _lock_holder(self, conn: psycopg.Connection[Any], key: tuple[str, str]) -> str:
+        """Who holds a site's publish lock, as a person reads it (or why that is unknown)."""
+        try:
+            row = conn.execute(
+                "WITH k AS (SELECT hashtextextended(%s || ':' || %s, 0) AS v) "
+                "SELECT a.pid, a.application_name, a.state, "
+                "extract(epoch FROM now() - a.state_change)::bigint "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid, k "
+                "WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.classid::bigint = (k.v >> 32) & 4294967295 "
+                "AND l.objid::bigint = k.v & 4294967295 AND l.objsubid = 1",
+                key,
+            ).fetchone()
+        except psycopg.Error:
+            return "holder unknown"
+        if row is None:
+            return "released since"
+        pid, application, state, seconds = row
+        name = application or "no application name"
+        return f"held by server pid {pid} ({name}, {state} for {seconds}s)"
 
     @contextmanager
     def _site_lock(self, conn: psycopg.Connection[Any], site: str) -> Iterator[None]:
@@ -402,8 +440,11 @@ class PostgresPublisher(SqlPublisher):
         try:
             conn.execute("SELECT pg_advisory_lock(hashtextextended(%s || ':' || %s, 0))", key)
         except psycopg.errors.LockNotAvailable:
+            holder = self._lock_holder(conn, key)
             raise TimeoutError(
-                f"another publish of {site!r} held the lock for more than {self._lock_timeout:.0f}s"
+                f"another publish of {site!r} held the lock for more than "
+                f"{self._lock_timeout:g}s ({holder}); a holder that stopped responding is "
+                f"disconnected by the server after {self._idle_timeout:g}s idle"
             ) from None
         finally:
             conn.execute("RESET lock_timeout")
