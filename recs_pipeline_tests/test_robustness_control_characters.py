@@ -179,3 +179,22 @@ def test_pg_text_never_keeps_nul(value: str) -> None:
 
     assert "\x00" not in pg_text(value)
     assert pg_text("plain") == "plain"
+
+
+def test_version_documents_with_nul_are_stored(pg_url: str) -> None:
+    """A version's params (jsonb) cannot hold NUL either."""
+    publisher = PostgresPublisher(pg_url)
+    rows = pd.DataFrame(
+        {
+            "source_entity_id": ["u1", "u1"],
+            "rank": [1, 2],
+            "recommended_article_id": ["a1", "a2"],
+            "score": [0.9, 0.5],
+        }
+    )
+    moment = dt.datetime(2026, 11, 10, 13, tzinfo=dt.UTC)
+    [version] = publisher.publish(
+        "site", moment, [RecommendationBatch("user", rows, params={"note\x00": "x\x00y"})]
+    )
+    assert version.status == "current"
+    assert version.params == {f"note{NUL_REPLACEMENT}": f"x{NUL_REPLACEMENT}y"}

@@ -190,6 +190,17 @@ def _redacted_query(query: str) -> str:
     )
 
 
+def _pg_json(value: Any) -> Any:
+    """A JSON document Postgres' jsonb accepts: NUL in keys and strings replaced (``pg_text``)."""
+    if isinstance(value, str):
+        return pg_text(value)
+    if isinstance(value, dict):
+        return {pg_text(str(k)): _pg_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pg_json(v) for v in value]
+    return value
+
+
 def redact_url(url: str) -> str:
     """A database URL safe to log: the password, if any, replaced by ``***`` (also in a URL
     libpq would refuse: a raw ``@``, space or ``%`` in the password, a bad host or port)."""
@@ -389,7 +400,7 @@ class PostgresPublisher(SqlPublisher):
         return value
 
     def _bind_document(self, value: Mapping[str, Any]) -> Jsonb:
-        return Jsonb(_plain(value))
+        return Jsonb(_pg_json(_plain(value)))
 
     def _timestamp(self, value: dt.datetime) -> dt.datetime:
         return value.astimezone(dt.UTC)
@@ -494,7 +505,7 @@ class PostgresPublisher(SqlPublisher):
         """Record the failure on this call's still-pending versions (on a fresh connection: the
         publishing one may be mid-COPY or broken). If even that fails, the original exception
         still wins; the versions then stay pending and the next publish marks them abandoned."""
-        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        error = pg_text(f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
         try:
             with self._connect() as conn:
                 conn.execute(
