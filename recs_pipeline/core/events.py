@@ -511,6 +511,10 @@ def ga4_events(
     table = rows.loc[relevant].assign(event_name=kind[relevant], engaged_ms=engaged[relevant])
     table["event_name"] = table["event_name"].astype("string")
     key = table[["user_id", "ts", "path"]].assign(name=names[relevant]).astype("string")
+    if users is not None:
+        # The id is derived from the user id: keyed like it, or a guessed raw id could be
+        # confirmed against the lake by hashing it.
+        key["user_id"] = users.apply(key["user_id"])
     key = key.fillna("")
     table["event_id"] = (
         pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype("string")
