@@ -39,6 +39,7 @@ from recs_pipeline.serving.scoring import (
     current_session,
     fill,
     session_weights,
+    trend,
 )
 from recs_pipeline.serving.snapshot import Reader, Refresher, Snapshot, SnapshotHolder
 
@@ -107,6 +108,9 @@ class Item(BaseModel):
     article_id: str
     score: float
     source: Source
+    #: Live items of ``/popular``: the shortest half-life's click rate over the longest's
+    #: (> 1 rising, < 1 fading).
+    trend: float | None = None
 
 
 class ListResponse(BaseModel):
@@ -387,8 +391,22 @@ def create_app(state: ServingState) -> FastAPI:
             if "popular" in snapshot.models
             else None,
             "versions": _versions(snapshot),
-            "items": _items(fill(k, chain)),
+            "items": with_trend(runtime, _items(fill(k, chain))),
         }
+
+    def with_trend(runtime: SiteRuntime, items: list[Item]) -> list[Item]:
+        lives = runtime.live.half_lives_ms
+        ids = [i.article_id for i in items if i.source == "live"]
+        if len(lives) < 2 or not ids:
+            return items
+        site = runtime.config.name
+        short: dict[str, float] = live_or({}, lambda: state.live.counts(site, lives[0], ids))
+        long: dict[str, float] = live_or({}, lambda: state.live.counts(site, lives[-1], ids))
+        for item in items:
+            if item.article_id in short and item.article_id in long:
+                value = trend(short[item.article_id], long[item.article_id], lives[0], lives[-1])
+                item.trend = round(value, 4)
+        return items
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

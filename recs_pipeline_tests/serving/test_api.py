@@ -98,6 +98,12 @@ def test_events_drive_live_popularity_sessions_and_exclusions(
     # Every article the lists and live state know (33), minus the 4 read or excluded.
     assert len(ids) == len(set(ids)) == 29
 
+    # /popular: live first, each live item with its trend (3 clicks in 2 minutes: rising).
+    popular = api.client.get(f"/v1/sites/{SITE}/popular", params={"k": 4}).json()["items"]
+    assert [i["source"] for i in popular] == ["live"] * 3 + ["popular"]
+    assert popular[0]["article_id"] == "hot" and popular[0]["trend"] > 1.0
+    assert popular[3]["trend"] is None
+
     # Garbage in: clear answers.
     assert api.client.get("/v1/sites/nope/popular").status_code == 404
     assert api.client.post("/v1/sites/nope/events", json=[]).status_code == 404
