@@ -109,3 +109,56 @@ def test_corrupt_files_cost_only_themselves(specs: list[tuple[str, int, list[byt
     whole = day.quarantine[day.quarantine["reason"] == "unreadable_file"]
     assert set(whole["source_file"]) == unreadable
     assert day.unaccounted() == 0
+
+
+csv_garbage = st.one_of(
+    st.text(alphabet='",\t\r ab1', max_size=30).map(lambda t: t.replace("\n", " ")),
+    st.binary(max_size=40).filter(lambda b: b"\n" not in b).map(lambda b: b.decode("latin-1")),
+    st.just('"unterminated,1,2'),
+    st.just('u,"a,b",1794322800000'),
+    st.just("x" * 40_000),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(min_value=1, max_value=60),
+    st.lists(csv_garbage, max_size=15),
+    st.randoms(use_true_random=False),
+)
+def test_garbage_lines_in_a_click_log_cost_only_themselves(
+    n: int, junk: list[str], rng: object
+) -> None:
+    base = 1_794_322_800_000  # 2026-11-10 12:00 UTC, in ms
+    rows = [f"valid-{i},{100 + i % 9},{base + i * 1000}" for i in range(n)]
+    lines = rows + junk
+    rng.shuffle(lines)  # type: ignore[attr-defined]
+    body = "\n".join(["user_id,click_article_id,click_timestamp", *lines]) + "\n"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clicks.csv"
+        path.write_bytes(body.encode("utf-8", errors="surrogateescape"))  # as read below
+        os.utime(path, (OLD, OLD))
+        config = SiteConfig.model_validate(
+            {
+                "name": "c",
+                "timezone": "UTC",
+                "start_date": "2026-11-01",
+                "events": {
+                    "format": "csv",
+                    "location": folder,
+                    "columns": {
+                        "user_id": "user_id",
+                        "article_id": "click_article_id",
+                        "timestamp": "click_timestamp",
+                    },
+                },
+            }
+        )
+        [(_, day)] = list(event_source(config).read_days([DAY], now=NOW))
+    users = day.events["user_id"]
+    valid_users = users[users.str.startswith("valid-")]
+    assert sorted(valid_users) == sorted(f"valid-{i}" for i in range(n))
+    data = body.encode("utf-8", errors="surrogateescape")
+    non_empty = sum(1 for line in data.split(b"\n")[1:] if line.strip())
+    assert day.lines_read == non_empty
+    assert day.unaccounted() == 0
