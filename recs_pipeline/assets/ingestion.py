@@ -125,11 +125,13 @@ class SourceDays:
             if result.events.empty and self._stored_rows is not None:
                 stored = self._stored_rows(key)
                 if stored:
+                    problems = self._problems or FileProblems()
                     raise EmptyReplacementRefused(
                         f"{key}: the landing files gave no event ({result.lines_read:,} lines "
-                        f"read) but the lake's raw_events partition holds {stored:,}; refusing "
-                        "to replace it with an empty one (run config `replace_with_empty: "
-                        "true` allows it)"
+                        f"read; {len(problems.unreadable)} files unreadable, "
+                        f"{len(problems.in_flight)} still being written) but the lake's "
+                        f"raw_events partition holds {stored:,}; refusing to replace it with an "
+                        "empty one (run config `replace_with_empty: true` allows it)"
                     )
             self._count(key, result)
             self._events[key] = result.events
