@@ -224,19 +224,30 @@ def click_window(raw_events: DayFrames, days: int) -> TrailingWindow:
     return TrailingWindow(raw_events.map(page_views, CLICK_COLUMNS), days)
 
 
-OPENED_COLUMNS = ("user_id", "article_id")
+OPENED_COLUMNS = ("user_id", "article_id", "date")
 
 
 def opened_window(engagement: DayFrames, days: int) -> TrailingWindow:
-    """(reader, article) pairs opened in the ``days`` days ending with a day, one partition read
-    at a time and reduced to its distinct pairs as it is read."""
+    """(reader, article, day) of the pairs opened in the ``days`` days ending with a day, one
+    partition read at a time and reduced to its distinct pairs as it is read (the day is a
+    categorical: one value per partition)."""
     return TrailingWindow(engagement.map(_distinct_pairs, OPENED_COLUMNS), days)
 
 
 def _distinct_pairs(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=list(OPENED_COLUMNS))
-    return rows[list(OPENED_COLUMNS)].drop_duplicates().reset_index(drop=True)
+    pairs = rows[["user_id", "article_id", "date"]].drop_duplicates(["user_id", "article_id"])
+    return pairs.astype({"date": "category"}).reset_index(drop=True)
+
+
+def readers_since(pairs: pd.DataFrame, first_day: str) -> pd.Index:
+    """Readers with a pair opened on ``first_day`` or later (the engagement window's readers,
+    who get a published list; the read set reaches further back)."""
+    if pairs.empty:
+        return pd.Index([], dtype=object)
+    recent = pairs.loc[pairs["date"].astype(str) >= first_day, "user_id"]
+    return pd.Index(pd.unique(recent.astype(str).to_numpy()), dtype=object)
 
 
 def day_ranking_context(
@@ -579,6 +590,8 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
     frames = [frame for frame in (engagement, today) if frame is not None and not frame.empty]
     engaged = pd.concat(frames, ignore_index=True) if frames else today
     seen = engaged[["user_id", "article_id"]].drop_duplicates()
+    window_start = window_days(day, site.engagement.window_days)[0]
+    readers = readers_since(engaged[["user_id", "article_id", "date"]], window_start)
     popular_config = site.models.popular
     recent = of_days(engaged, window_days(day, popular_config.window_days))
     has_dwell = site.events.has_heartbeats
@@ -611,4 +624,5 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
         categories=article_sections(lake, site, window_days(day, ranker_config.history_days + 1)),
         fresh_half_life_hours=popular_config.fresh_half_life_hours,
         policy=serving_policy(lake, site, day),
+        readers=readers,
     )

@@ -23,12 +23,14 @@ from recs_pipeline.assets.ranking import (
     click_window,
     load_day_ranker,
     opened_window,
+    readers_since,
     serving_policy,
 )
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.serving import ServingInputs, article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
+from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
 
 
@@ -77,7 +79,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         lake: LakeResource,
         clock: Clock,
     ) -> DayFrames:
-        """Top-N articles for every reader of the read set, from the served chain.
+        """Top-N articles for every reader of the engagement window, from the served chain.
 
         Every reader is ranked by the day's ranker (``ranker_model``): readers in its click
         history over their own candidates, the others over one shared list; without a ranker
@@ -104,7 +106,8 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             pairs = opened.rows(day)
             if pairs.empty:
                 return pd.DataFrame(columns=list(schemas.USER_RECOMMENDATION_COLUMNS))
-            seen = pairs.drop_duplicates().assign(weight=1.0).reset_index(drop=True)
+            seen = pairs[["user_id", "article_id"]].drop_duplicates().reset_index(drop=True)
+            readers = readers_since(pairs, window_days(day, site.engagement.window_days)[0])
             as_of = clock.as_of_for(day, site.tz, started)
             model = load_day_ranker(lake.lake(), site, day) if ranker.enabled else None
             inputs = ServingInputs(
@@ -119,6 +122,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 categories=sections.sections(day),
                 fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
                 policy=serving_policy(lake.lake(), site, day),
+                readers=readers,
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
             already_read = read_articles_recommended(recs, seen)

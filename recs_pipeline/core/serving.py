@@ -88,6 +88,9 @@ class ServingInputs:
     #: Reader group -> source (``ranker``, ``als`` or ``popular``), from the evaluation
     #: (:func:`choose_policy`); a group not named is ranked (fresh popularity without a ranker).
     policy: dict[str, str] | None = None
+    #: Who gets a list when no readers are asked for (the engagement window's readers); None:
+    #: every reader of ``seen``.
+    readers: pd.Index | None = None
 
 
 def reader_groups(
@@ -133,19 +136,22 @@ def recommendations_as_of(
 ) -> pd.DataFrame:
     """``user_id, rank, article_id, score, source, group`` for the requested readers.
 
-    ``users`` defaults to every reader of the read set (``seen``); other requested readers are
-    served too (a reader nobody has seen gets the shared list). ``source`` is ``ranker`` or
-    ``popular``; ``group`` is the reader's group (:data:`GROUPS`). At most ``n`` per reader, and
-    exactly ``n`` whenever the candidates and the popular lists hold that many unread articles.
+    ``users`` defaults to ``inputs.readers`` (else every reader of the read set); other
+    requested readers are served too (a reader nobody has seen gets the shared list).
+    ``source`` is ``ranker``, ``als`` or ``popular``; ``group`` is the reader's group
+    (:data:`GROUPS`). At most ``n`` per reader, and exactly ``n`` whenever the candidates and
+    the popular lists hold that many unread articles.
     """
     if n < 1:
         raise ValueError("n must be >= 1")
     seen = inputs.seen[["user_id", "article_id"]].astype(str).drop_duplicates()
-    requested = (
-        pd.Index(pd.unique(seen["user_id"].to_numpy()), dtype=object)
-        if users is None
-        else pd.Index(pd.unique(np.asarray(users, dtype=object).astype(str)), dtype=object)
-    )
+    if users is not None:
+        wanted = np.asarray(users, dtype=object)
+    elif inputs.readers is not None:
+        wanted = inputs.readers.to_numpy()
+    else:
+        wanted = seen["user_id"].to_numpy()
+    requested = pd.Index(pd.unique(wanted.astype(str)), dtype=object)
     clicks = inputs.clicks
     if len(clicks):
         clicks = clicks.loc[clicks["ts"] < inputs.moment]

@@ -33,7 +33,7 @@ def test_window_holds_distinct_pairs_and_reads_each_partition_once() -> None:
     window = opened_window(engagement, 2)
 
     first = window.rows("2026-11-02")
-    assert sorted(first.columns) == ["article_id", "user_id"]
+    assert sorted(first.columns) == ["article_id", "date", "user_id"]
     assert set(map(tuple, first[["user_id", "article_id"]].to_numpy())) == {
         ("u1", "shared"),
         ("u2", "a0"),
@@ -42,6 +42,10 @@ def test_window_holds_distinct_pairs_and_reads_each_partition_once() -> None:
     # Each day is reduced to distinct pairs as it is read: "shared" once per day, not per visit.
     assert len(first) == 4
 
+    from recs_pipeline.assets.ranking import readers_since
+
+    assert list(readers_since(first, "2026-11-02")) == ["u1", "u2"]
+    assert list(readers_since(first.loc[first["user_id"] == "u2"], "2026-11-03")) == []
     last = window.rows("2026-11-03")
     assert set(last["article_id"]) == {"shared", "a1", "a2"}
     window.rows("2026-11-04")
