@@ -429,3 +429,18 @@ def test_oversize_lines_are_quarantined_with_a_configured_limit(tmp_path: Path) 
     assert result.quarantine[["reason", "line_no"]].values.tolist() == [["oversized", 2]]
     assert len(result.quarantine["raw"].iloc[0]) <= 2000
     assert result.unaccounted() == 0
+
+
+def test_a_listing_with_milliseconds_is_not_a_change(tmp_path: Path) -> None:
+    """MinIO lists objects with millisecond times and answers HEAD with whole seconds: the same
+    object must not look as if it were still being written (it would never be read)."""
+    folder = tmp_path / "2026/11/10/15"
+    folder.mkdir(parents=True)
+    path = folder / "a.json.gz"
+    path.write_bytes(gzip.compress(snowplow_line("a")))
+    settle(path)
+    source = event_source(snowplow_site(tmp_path))
+    size = path.stat().st_size
+    assert not source.changed(LandingFile(str(path), size, OLD + 0.456))  # type: ignore[attr-defined]
+    assert source.changed(LandingFile(str(path), size, OLD + 1.0))  # type: ignore[attr-defined]
+    assert source.changed(LandingFile(str(path), size + 1, OLD))  # type: ignore[attr-defined]

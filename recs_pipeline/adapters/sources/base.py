@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -182,7 +183,8 @@ class FileSource:
         if info.type != pafs.FileType.File:
             return True
         mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
-        return int(info.size or 0) != file.size or mtime != file.mtime
+        # Whole seconds: an S3 listing may give milliseconds where HEAD gives seconds (MinIO).
+        return int(info.size or 0) != file.size or math.floor(mtime) != math.floor(file.mtime)
 
     def read_safely(
         self, file: LandingFile, parse: Callable[[], ParsedLines]
