@@ -331,9 +331,9 @@ class ServingConfig(_Strict):
     #: Half-lives of live popularity, minutes (the first one scores recommendations).
     half_lives_minutes: tuple[float, ...] = (3.0, 30.0, 120.0)
     #: Clicks of one reader this many minutes apart or less co-visit each other.
-    covisit_window_minutes: float = Field(default=60.0, gt=0)
+    covisit_window_minutes: float = Field(default=30.0, gt=0)
     #: Half-life of co-visitation weights, minutes.
-    covisit_half_life_minutes: float = Field(default=360.0, gt=0)
+    covisit_half_life_minutes: float = Field(default=120.0, gt=0)
     #: A reader's session ends after this many minutes without a click (without a session_id).
     session_gap_minutes: float = Field(default=30.0, gt=0)
     #: Recent clicks kept per reader.

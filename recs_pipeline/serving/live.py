@@ -51,8 +51,8 @@ class LiveSettings:
     """How one site's live state is kept (from the ``serving`` section of its YAML)."""
 
     half_lives_ms: tuple[int, ...] = (3 * MINUTE_MS, 30 * MINUTE_MS, 2 * HOUR_MS)
-    covisit_window_ms: int = HOUR_MS
-    covisit_half_life_ms: int = 6 * HOUR_MS
+    covisit_window_ms: int = 30 * MINUTE_MS
+    covisit_half_life_ms: int = 2 * HOUR_MS
     recent_clicks: int = 20
     read_limit: int = 500
     reader_ttl_ms: int = 48 * HOUR_MS

@@ -271,25 +271,31 @@ class Baselines:
         }
 
 
+def day_span(site: SiteConfig, day: dt.date) -> tuple[int, int]:
+    """The day's start and end in the site's time zone, ms since the epoch."""
+    start = dt.datetime.combine(day, dt.time(), site.tz)
+    end = start + dt.timedelta(days=1)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
 def replay_day(
     site: SiteConfig,
     day: dt.date,
     database_url: str,
     warm_hours: float,
-    sample: int | None,
+    share: float | None,
     seed: int,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Scores]:
-    tz = site.tz
-    start = dt.datetime.combine(day, dt.time(), tz)
-    day_start = int(start.timestamp() * 1000)
-    day_end = int((start + dt.timedelta(days=1)).timestamp() * 1000)
+    """One day's scores; ``share`` of its sessions (sampled with ``seed``), None: all."""
+    day_start, day_end = day_span(site, day)
     began = time.perf_counter()
     clicks = load_clicks(site, day_start - int(warm_hours * HOUR_MS), day_end + 6 * HOUR_MS)
     queries = session_queries(clicks, day_start, day_end)
-    if sample is not None and len(queries) > sample:
+    if share is not None and share < 1.0:
+        count = max(1, round(share * len(queries)))
         queries = sorted(
-            random.Random(seed).sample(queries, sample), key=lambda q: (q.ts_ms, q.user_id)
+            random.Random(seed).sample(queries, count), key=lambda q: (q.ts_ms, q.user_id)
         )
     progress(
         f"{day}: {len(clicks):,} clicks loaded, {len(queries):,} sessions to score "
@@ -379,12 +385,18 @@ def replay(
             path = Path(scratch) / "empty.sqlite"
             SqlitePublisher(path)  # the serving tables, no version: lists come from live state
             database_url = f"sqlite:///{path}"
-        per_sample = None if sample is None else max(1, sample // len(days))
+        share = None
+        if sample is not None:
+            # Sessions sampled uniformly over all days (a busier day weighs more).
+            sessions = 0
+            for day in days:
+                day_start, day_end = day_span(site, day)
+                clicks = load_clicks(site, day_start, day_end + 6 * HOUR_MS)
+                sessions += len(session_queries(clicks, day_start, day_end))
+            share = min(1.0, sample / max(sessions, 1))
         total: dict[str, Scores] = {}
         for day in days:
-            for method, s in replay_day(
-                site, day, database_url, warm_hours, per_sample, seed
-            ).items():
+            for method, s in replay_day(site, day, database_url, warm_hours, share, seed).items():
                 merged = total.setdefault(method, Scores())
                 merged.n += s.n
                 for key, value in s.sums.items():
