@@ -10,8 +10,9 @@ that start on another day, are skipped.
 
 Baselines are computed in the same run from a shadow in-process live store fed exactly the
 posted events: live ``pop_decay`` (the site's first half-life), co-visitation from the session's
-last click filled with it, the 2-hour-old popularity list a batch-only system serves (1-hour
-half-life, frozen at each 2-hour boundary), each excluding what the reader read.
+last click filled with it, a session kNN (V-SkNN, k=100, sessions of the last 24 hours) filled
+with it, the 2-hour-old popularity list a batch-only system serves (1-hour half-life, frozen at
+each 2-hour boundary), each excluding what the reader read.
 """
 
 from __future__ import annotations
@@ -224,6 +225,51 @@ def free_port() -> int:
 # -- the replay ------------------------------------------------------------------------------
 
 
+class SessionKnn:
+    """V-SkNN over the sessions of the last ``horizon_ms`` (Ludewig & Jannach's session kNN).
+
+    A session's items weigh by position (the last 1, the first 1/n); a past session's
+    similarity is the sum of the weights of the items it shares; the ``k`` most similar of the
+    ``sample`` most recent sessions sharing an item vote for their items with that similarity.
+    """
+
+    def __init__(self, k: int = 100, sample: int = 500, horizon_ms: int = 24 * HOUR_MS) -> None:
+        self.k = k
+        self.sample = sample
+        self.horizon_ms = horizon_ms
+        self.items: dict[str, dict[str, None]] = {}
+        self.last_ts: dict[str, int] = {}
+        self.by_item: dict[str, list[str]] = {}
+
+    def add(self, session_id: str, article_id: str, ts_ms: int) -> None:
+        items = self.items.setdefault(session_id, {})
+        if article_id not in items:
+            items[article_id] = None
+            self.by_item.setdefault(article_id, []).append(session_id)
+        self.last_ts[session_id] = max(ts_ms, self.last_ts.get(session_id, ts_ms))
+
+    def scores(self, session_id: str, clicks: Sequence[str], now_ms: int) -> dict[str, float]:
+        if not clicks:
+            return {}
+        weights: dict[str, float] = {}
+        for position, article in enumerate(clicks, start=1):
+            weights[article] = position / len(clicks)
+        candidates: set[str] = set()
+        for article in weights:
+            for other in reversed(self.by_item.get(article, [])[-self.sample :]):
+                if other != session_id and self.last_ts[other] >= now_ms - self.horizon_ms:
+                    candidates.add(other)
+        similar = sorted(
+            ((sum(weights.get(a, 0.0) for a in self.items[other]), other) for other in candidates),
+            reverse=True,
+        )[: self.k]
+        votes: dict[str, float] = {}
+        for similarity, other in similar:
+            for article in self.items[other]:
+                votes[article] = votes.get(article, 0.0) + similarity
+        return votes
+
+
 @dataclass
 class Baselines:
     """The same run's baselines from a shadow store fed exactly what the API was posted."""
@@ -233,6 +279,7 @@ class Baselines:
     store: MemoryLiveStore = field(init=False)
     batch_popular: list[tuple[str, float]] = field(default_factory=list)
     batch_boundary: int | None = None
+    knn: SessionKnn = field(default_factory=SessionKnn)
 
     def __post_init__(self) -> None:
         shadow = LiveSettings(
@@ -246,6 +293,8 @@ class Baselines:
 
     def apply(self, events: Sequence[LiveEvent]) -> None:
         self.store.apply(self.site, events)
+        for e in events:
+            self.knn.add(e.session_id or e.user_id, e.article_id, e.ts_ms)
 
     def at(self, ts_ms: int) -> None:
         """Freeze the batch list at each 2-hour boundary passed (from what came before it)."""
@@ -261,7 +310,18 @@ class Baselines:
             [(1.0, self.store.neighbours(self.site, query.last_before, 200))]
         )
         ranked_covisit = sorted(covisit.items(), key=lambda kv: (-kv[1], kv[0]))
+        session = [
+            c.article_id
+            for c in self.store.clicks(self.site, query.user_id)
+            if c.session_id == query.session_id
+        ]
+        votes = self.knn.scores(query.session_id, session, query.ts_ms)
+        ranked_knn = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
         return {
+            "sknn (V-SkNN, k=100, 24 h)+pop": [
+                s.article_id
+                for s in fill(K, [("session", ranked_knn), ("live", pop)], excluded=read)
+            ],
             "pop_decay": [a for a, _ in pop][:K],
             "covisit_last_click+pop": [
                 s.article_id
