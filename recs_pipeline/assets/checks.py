@@ -131,12 +131,14 @@ def coverage_verdict(
 ) -> DayVerdict:
     floor = site.models.gate.min_coverage
     validation: dict[str, dict[str, float]] = (info or {}).get("validation", {})
-    method = "ranker" if ranked else "als"
+    if not ranked:
+        # Popularity (or ALS where it won its group) serves: no new model whose coverage
+        # could regress; the served lists' own quality is served_beats_best_baseline's.
+        return True, "no ranker served: no new model's coverage to gate", {}
+    method = "ranker"
     metrics = validation.get(method)
     if not metrics or not metrics.get("users"):
-        if ranked:
-            return False, "the ranker has no validation coverage", {}
-        return True, "fallback served and no validation data: coverage not measured", {}
+        return False, "the ranker has no validation coverage", {}
     coverage = float(metrics["coverage"])
     passed = coverage >= floor
     reason = (

@@ -24,7 +24,7 @@ from recs_pipeline.assets.common import (
 )
 from recs_pipeline.assets.models import load_als
 from recs_pipeline.core.als import AlsModel, load_model
-from recs_pipeline.core.baselines import BaselineParams, half_life_label
+from recs_pipeline.core.baselines import BaselineParams
 from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow, stack
 from recs_pipeline.core.engagement import daily_engagement
@@ -45,7 +45,7 @@ from recs_pipeline.core.ranker import (
     save_ranker,
     train_ranker,
 )
-from recs_pipeline.core.serving import ServedLists, ServingInputs, choose_policy
+from recs_pipeline.core.serving import ServedLists, ServingInputs, ServingPolicy, choose_policy
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 from recs_pipeline.resources import Clock, LakeResource, run_started
@@ -126,25 +126,22 @@ def load_day_ranker(lake: Lake, site: SiteConfig, day: str) -> RankerModel | Non
     return load_ranker(text, info)
 
 
-def fresh_popularity_method(site: SiteConfig) -> str:
-    """The evaluation's name for the chain's fresh popularity (``pop_decay_<half-life>``)."""
-    return f"pop_decay_{half_life_label(site.models.popular.fresh_half_life_hours)}"
-
-
 def serving_policy(
     lake: Lake, site: SiteConfig, day: str, evaluation: pd.DataFrame | None = None
-) -> dict[str, str]:
-    """Reader group -> source for the lists of ``day``: from the evaluation of the day before
-    (``evaluation`` when the caller holds it, else its partition); {} (every group ranked)
-    without one."""
+) -> ServingPolicy:
+    """What the lists of ``day`` are served from: the evaluation of the day before decides
+    (``evaluation`` when the caller holds it, else its partition); without one every group is
+    ranked and fresh popularity has the site's ``models.popular.fresh_half_life_hours``."""
+    default = site.models.popular.fresh_half_life_hours
     if evaluation is None:
         evaluation = lake.read_partition(site.name, "recommendation_evaluation", previous_day(day))
     if evaluation is None or evaluation.empty:
-        return {}
+        return ServingPolicy(fresh_half_life_hours=default)
     return choose_policy(
         summarise(evaluation),
-        fresh_popularity_method(site),
+        default,
         min_readers=site.models.gate.min_group_readers,
+        pop_decay_hours=site.models.evaluation.pop_decay_half_life_hours,
     )
 
 
@@ -481,8 +478,8 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 similar=read_similar(store, site, before),
                 ranker=load_day_ranker(store, site, before) if config.enabled else None,
                 categories=ctx.categories,
-                fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
-                policy=policy,
+                fresh_half_life_hours=policy.fresh_half_life_hours,
+                policy=policy.sources,
             )
 
             before_as_of = window.loc[window["ts"] < as_of]
@@ -504,7 +501,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             served = chain(base)
             methods: dict[str, Any] = {"served": served}
             # The ranker's chain for every group: the evidence the next day's policy reads.
-            if policy and base.ranker is not None:
+            if policy.sources and base.ranker is not None:
                 methods["ranker"] = chain(dataclasses.replace(base, policy=None))
             methods.update(evaluation_methods(ctx, None, baseline_params(site), k=evaluation.k))
             result = evaluate_day(
@@ -517,7 +514,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 groups=served.groups,
                 earlier=earlier,
             )
-            if not policy and base.ranker is not None:
+            if not policy.sources and base.ranker is not None:
                 result = pd.concat(
                     [result, result.loc[result["method"] == "served"].assign(method="ranker")],
                     ignore_index=True,
@@ -528,7 +525,8 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             context.log.info(
                 f"{site.name} {day}: evaluated {served.readers:,} reader lists over "
                 f"{served.slots} slots in {served.seconds:.0f}s; sources by group: "
-                f"{policy or 'the ranker for every group'}"
+                f"{policy.sources or 'the ranker for every group'}, fresh popularity's "
+                f"half-life {policy.fresh_half_life_hours:g} h"
             )
         frame = concat_days(frames, EVALUATION_COLUMNS)
         if not frame.empty:
@@ -612,6 +610,7 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
         if info is None or pd.Timestamp(info["as_of"]) > moment:
             ranker = load_day_ranker(lake, site, model_day) if model_day != day else None
     als_data = lake.read_artifact(site.name, "als_model", model_day, "model.npz")
+    policy = serving_policy(lake, site, day)
     return ServingInputs(
         moment=moment,
         tz=site.tz,
@@ -622,7 +621,7 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
         similar=read_similar(lake, site, model_day),
         ranker=ranker,
         categories=article_sections(lake, site, window_days(day, ranker_config.history_days + 1)),
-        fresh_half_life_hours=popular_config.fresh_half_life_hours,
-        policy=serving_policy(lake, site, day),
+        fresh_half_life_hours=policy.fresh_half_life_hours,
+        policy=policy.sources,
         readers=readers,
     )

@@ -110,6 +110,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             readers = readers_since(pairs, window_days(day, site.engagement.window_days)[0])
             as_of = clock.as_of_for(day, site.tz, started)
             model = load_day_ranker(lake.lake(), site, day) if ranker.enabled else None
+            policy = serving_policy(lake.lake(), site, day)
             inputs = ServingInputs(
                 moment=as_of,
                 tz=site.tz,
@@ -120,8 +121,8 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 similar=of_days(similar_articles, [day]),
                 ranker=model,
                 categories=sections.sections(day),
-                fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
-                policy=serving_policy(lake.lake(), site, day),
+                fresh_half_life_hours=policy.fresh_half_life_hours,
+                policy=policy.sources,
                 readers=readers,
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)

@@ -39,6 +39,7 @@ __all__ = [
     "fill_lists",
     "half_life_label",
     "is_baseline",
+    "pop_decay_half_life",
 ]
 
 BASELINES = ("pop24h", "pop_decay", "covisit", "als")
@@ -169,6 +170,22 @@ def baseline_names(params: BaselineParams) -> list[str]:
         if hours != params.pop_decay_half_life_hours
     ]
     return [*BASELINES, *tuned]
+
+
+def pop_decay_half_life(method: str, default_hours: float) -> float | None:
+    """The half-life (hours) of a ``pop_decay`` method's name (``pop_decay`` is the site's
+    default half-life); None for any other method."""
+    if method == "pop_decay":
+        return default_hours
+    if not method.startswith("pop_decay_"):
+        return None
+    label = method.removeprefix("pop_decay_")
+    number, unit = label[:-1], label[-1:]
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return value / 60 if unit == "m" else value if unit == "h" else None
 
 
 def is_baseline(name: str) -> bool:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from recs_pipeline.core.als import AlsModel
+from recs_pipeline.core.baselines import pop_decay_half_life
 from recs_pipeline.core.candidates import HOUR, ClickHistory, similar_matrix
 from recs_pipeline.core.ranker import RankerModel, RankingContext, rank_lists
 from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
@@ -43,6 +44,7 @@ __all__ = [
     "GROUPS",
     "ServedLists",
     "ServingInputs",
+    "ServingPolicy",
     "article_registry",
     "choose_policy",
     "reader_groups",
@@ -429,21 +431,47 @@ def _frame(
     )
 
 
-def choose_policy(
-    summary: pd.DataFrame, fresh_method: str, min_readers: int = 1, protocol: str = "two_hour"
-) -> dict[str, str]:
-    """Each reader group's source from an evaluation summary (``core/evaluation.summarise``).
+@dataclass(frozen=True)
+class ServingPolicy:
+    """What the chain serves, decided from the last evaluation (:func:`choose_policy`)."""
 
-    The ranker's chain (method ``ranker``) serves a group unless ALS (the ``als`` baseline) or
-    fresh popularity (``fresh_method``, the ``pop_decay`` at the chain's fresh half-life) scored
-    a higher NDCG there; ALS only where it also beats that popularity. Groups with fewer than
-    ``min_readers`` test readers keep the default (ranked). Returns only the groups that move
-    away from the ranker, so a day without evidence is served the default chain.
+    #: Reader group -> source (``ranker``, ``als`` or ``popular``); a group not named is ranked.
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The fresh popularity's half-life: the best-tuned ``pop_decay`` of the evaluation.
+    fresh_half_life_hours: float = 0.1
+
+
+def choose_policy(
+    summary: pd.DataFrame,
+    default_half_life_hours: float,
+    min_readers: int = 1,
+    protocol: str = "two_hour",
+    pop_decay_hours: float = 1.0,
+) -> ServingPolicy:
+    """The chain's policy from an evaluation summary (``core/evaluation.summarise``).
+
+    Fresh popularity takes the half-life of the best ``pop_decay`` over all test readers (the
+    same run's tuning, down to minutes; ``default_half_life_hours`` without one). The ranker's
+    chain (method ``ranker``) serves a group unless ALS (the ``als`` baseline) or that fresh
+    popularity scored a higher NDCG there; ALS only where it also beats the popularity. Groups
+    with fewer than ``min_readers`` test readers keep the default (ranked), so a day without
+    evidence is served the default chain. ``pop_decay_hours`` is the half-life of the method
+    named plain ``pop_decay``.
     """
-    policy: dict[str, str] = {}
     if summary.empty:
-        return policy
+        return ServingPolicy(fresh_half_life_hours=default_half_life_hours)
     rows = summary.loc[summary["protocol"] == protocol]
+    everyone = rows.loc[rows["group"] == "all"]
+    tuned = [
+        (float(ndcg), method, hours)
+        for method, ndcg in zip(everyone["method"], everyone["ndcg"], strict=True)
+        if (hours := pop_decay_half_life(str(method), pop_decay_hours)) is not None
+    ]
+    if tuned:
+        _, fresh_method, fresh_hours = max(tuned, key=lambda item: (item[0], -item[2]))
+    else:
+        fresh_method, fresh_hours = "", default_half_life_hours
+    sources: dict[str, str] = {}
     for group in GROUPS:
         mine = rows.loc[rows["group"] == group]
         if mine.empty or int(mine["users"].max()) < min_readers:
@@ -459,8 +487,8 @@ def choose_policy(
         best = max(scores, key=lambda source: (scores[source], preference[source]), default="")
         # Without a ranker's score, only ALS can win a group (popularity is the default then).
         if best == "als" or (best == "popular" and "ranker" in scores):
-            policy[group] = best
-    return policy
+            sources[group] = best
+    return ServingPolicy(sources=sources, fresh_half_life_hours=fresh_hours)
 
 
 class ServedLists:

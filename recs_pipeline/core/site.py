@@ -269,7 +269,8 @@ class GateConfig(_Strict):
     #: In each reader group with at least ``min_group_readers`` test readers, the served lists
     #: must be >= that group's best baseline x (1 + min_group_lift).
     min_group_lift: float = Field(default=-0.02, ge=-1.0)
-    min_group_readers: int = Field(default=200, ge=1)
+    #: (Fewer readers than this make a day's group score too noisy to gate or to move on.)
+    min_group_readers: int = Field(default=1000, ge=1)
     #: Distinct recommended articles (top 10 of validation readers) / distinct articles read.
     min_coverage: float = Field(default=0.2, ge=0.0)
     #: Readers with a list / readers in the window.

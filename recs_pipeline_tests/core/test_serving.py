@@ -132,14 +132,21 @@ def test_policy_moves_a_group_only_to_a_source_that_beat_the_ranker_and_populari
             ("no_history", "als", 50, 0.90),
         ]
     )
-    assert choose_policy(summary, "pop_decay_6m", min_readers=100) == {
-        "active": "als",
-        "older": "popular",
-    }
+    tuned = _summary([("all", "pop_decay_6m", 1000, 0.30), ("all", "pop_decay", 1000, 0.29)])
+    policy = choose_policy(pd.concat([summary, tuned]), 0.5, min_readers=100)
+    assert policy.sources == {"active": "als", "older": "popular"}
+    assert policy.fresh_half_life_hours == pytest.approx(0.1)  # the best pop_decay's: 6 min
     # ALS must beat popularity too; without a ranker score popularity is not a move.
-    no_ranker = _summary([("older", "als", 500, 0.2), ("older", "pop_decay_6m", 500, 0.3)])
-    assert choose_policy(no_ranker, "pop_decay_6m") == {}
-    assert choose_policy(pd.DataFrame(), "pop_decay_6m") == {}
+    no_ranker = _summary(
+        [
+            ("all", "pop_decay", 500, 0.3),
+            ("older", "als", 500, 0.2),
+            ("older", "pop_decay", 500, 0.3),
+        ]
+    )
+    policy = choose_policy(no_ranker, 0.5, pop_decay_hours=2.0)
+    assert policy.sources == {} and policy.fresh_half_life_hours == 2.0
+    assert choose_policy(pd.DataFrame(), 0.5).fresh_half_life_hours == 0.5
 
 
 def test_a_group_served_from_als_gets_als_lists_without_read_articles(
