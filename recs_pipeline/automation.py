@@ -160,7 +160,8 @@ def build_automation(site: SiteConfig) -> SiteAutomation:
         except (FileNotFoundError, NotADirectoryError) as error:
             # A landing area not created yet (or gone): said on every tick, nothing requested.
             return dg.SensorResult(skip_reason=str(error), cursor=context.cursor)
-        fresh, cursor = new_landing_files(listed, context.cursor)
+        settle = getattr(source, "settle_seconds", SETTLE_SECONDS)
+        fresh, cursor = new_landing_files(listed, context.cursor, settle_seconds=settle)
         if not fresh:
             return dg.SensorResult(skip_reason="no new landing files", cursor=cursor)
         outside = getattr(getattr(source, "problems", None), "outside_layout", [])

@@ -123,6 +123,9 @@ class FileSource:
         self._listing: list[LandingFile] | None = None
         #: Longest line read; longer ones are cut while reading and quarantined as oversized.
         self.max_line_bytes = MAX_LINE_BYTES
+        #: How long a file must stay unchanged before it is taken as complete. An S3 object
+        #: appears only once written whole (a PUT, or a multipart upload once completed).
+        self.settle_seconds = 0.0 if isinstance(self.fs, pafs.S3FileSystem) else SETTLE_SECONDS
         self.problems = FileProblems()
 
     def check_location(self) -> None:
@@ -191,12 +194,12 @@ class FileSource:
     ) -> ParsedLines | None:
         """``parse()``, or the whole file quarantined when it cannot be read; None when it is
         still being written (changed while read, or unreadable and modified within
-        ``SETTLE_SECONDS``): the next run reads it."""
+        ``settle_seconds``): the next run reads it."""
         name = self.relative(file.path)
         try:
             parsed = parse()
         except READ_ERRORS as error:
-            if self.changed(file) or time.time() - file.mtime < SETTLE_SECONDS:
+            if self.changed(file) or time.time() - file.mtime < self.settle_seconds:
                 self.problems.in_flight.append(name)
                 return None
             message = f"{type(error).__name__}: {error}"
