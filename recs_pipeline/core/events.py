@@ -411,7 +411,8 @@ def _parse_snowplow_batch(
         ):
             bad.append(("oversized", source_file, number, _raw_text(line)))
             continue
-        if (
+        # JSON refuses raw C0 controls in strings: one can only come from an escape (or be DEL).
+        if (b"\\" in line or b"\x7f" in line) and (
             _CONTROL.search(event_id)
             or _CONTROL.search(user)
             or _CONTROL.search(name)
