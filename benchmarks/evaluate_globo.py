@@ -40,15 +40,21 @@ from recs_pipeline.core.baselines import Lists, click_als, fill_lists
 from recs_pipeline.core.candidates import ClickHistory, similar_matrix
 from recs_pipeline.core.evaluation import ALL, METRICS, best_baseline, evaluate_day, summarise_days
 from recs_pipeline.core.ranker import (
+    RankerModel,
     RankingContext,
     anchors_before,
     evaluation_methods,
     train_ranker,
 )
-from recs_pipeline.core.serving import GROUPS, ServedLists, ServingInputs
+from recs_pipeline.core.serving import (
+    GROUPS,
+    ServedLists,
+    ServingInputs,
+    recommendations_as_of,
+)
 from recs_pipeline.core.similarity import similar_articles
-from recs_pipeline.core.site import load_site
-from recs_pipeline.core.timeframe import day_bounds, day_of
+from recs_pipeline.core.site import SiteConfig, load_site
+from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT.parent / "shared" / "data" / "globo" / "clicks"
@@ -93,6 +99,56 @@ def hindsight_ceiling(history: ClickHistory, hours: float, k: int) -> Any:
     return lists
 
 
+def serve_window(
+    site: SiteConfig,
+    history: ClickHistory,
+    clicks: pd.DataFrame,
+    moment: pd.Timestamp,
+    model: RankerModel | None,
+    als: AlsModel | None,
+    similar: pd.DataFrame | None,
+) -> None:
+    """What one refresh of ``user_recommendations`` costs: every reader of the engagement
+    window gets ``per_user`` articles as of ``moment``, every earlier click excluded."""
+    end = history.cut(moment)
+    window = history.span(moment - pd.Timedelta(days=site.engagement.window_days), moment)
+    readers = pd.Index(history.users.to_numpy()[np.unique(history.user_code[window])])
+    seen = pd.DataFrame(
+        {
+            "user_id": history.users.to_numpy()[history.user_code[:end]],
+            "article_id": history.articles.to_numpy()[history.article_code[:end]],
+        }
+    ).drop_duplicates()
+    first_day = window_days(day_of(moment, site.tz), site.models.ranker.history_days + 1)[0]
+    window_start, _ = day_bounds(first_day, site.tz)
+    recent = clicks.loc[(clicks["ts"] >= window_start) & (clicks["ts"] < moment)]
+    inputs = ServingInputs(
+        moment=moment,
+        tz=site.tz,
+        clicks=recent,
+        seen=seen,
+        popular=pd.DataFrame(columns=["rank", "article_id", "score"]),
+        als=als,
+        similar=similar,
+        ranker=model,
+        fresh_half_life_hours=site.models.popular.fresh_half_life_hours,
+        readers=readers,
+    )
+    before = peak_mb()
+    began = time.perf_counter()
+    recs = recommendations_as_of(inputs, site.models.per_user, site.models.ranker.active_hours)
+    seconds = time.perf_counter() - began
+    firsts = recs.loc[recs["rank"] == 1]
+    print(
+        f"{moment.isoformat()}: {len(readers):,} readers of the {site.engagement.window_days}-day "
+        f"window, {len(recs):,} rows in {seconds:.1f}s "
+        f"({1000 * seconds / max(len(readers), 1):.2f} ms per reader); readers by group and "
+        f"source {firsts.groupby(['group', 'source']).size().to_dict()}; peak RSS "
+        f"{before:.0f} -> {peak_mb():.0f} MB",
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -109,6 +165,12 @@ def main() -> int:
         help="also score the ranker on its own over the whole click history (slow)",
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the per-slot results")
+    parser.add_argument(
+        "--serve-window",
+        action="store_true",
+        help="instead of evaluating, time one refresh of user_recommendations at each day's start: "
+        "lists for every reader of the engagement window",
+    )
     args = parser.parse_args()
 
     data: Path = args.data
@@ -194,6 +256,9 @@ def main() -> int:
                 f"{model.info['validation'].get('pop_decay', {}).get('ndcg', 0):.3f}",
                 flush=True,
             )
+        if args.serve_window:
+            serve_window(site, history, clicks, start, model, als, similar_today)
+            continue
         methods: dict[str, Any] = evaluation_methods(
             context, model if args.ranker_alone else None, baselines, k=site.models.evaluation.k
         )
@@ -248,6 +313,9 @@ def main() -> int:
         print(f"{day}: evaluated in {eval_seconds:.0f}s", flush=True)
         print(pd.DataFrame([timings[-1]]).to_markdown(index=False), flush=True)
 
+    if args.serve_window:
+        print(f"peak memory of the whole run: {peak_mb():.0f} MB")
+        return 0
     frame = pd.concat(results, ignore_index=True)
     if args.out:
         frame.assign(slot=frame["slot"].astype(str)).to_parquet(args.out, index=False)

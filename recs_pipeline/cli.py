@@ -298,6 +298,51 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "gate",
+        help="why the last run of a site did not publish (exit 0 when only the gate stopped it)",
+        description=(
+            "Read the newest run of the site's user_recommendations from the Dagster instance "
+            "(DAGSTER_HOME). When only blocking gate checks failed, print their reasons and the "
+            "versions that stay served, and exit 0: a blocked publish is a correct outcome. "
+            "Exit 1 when the run failed elsewhere, or when there is no such run."
+        ),
+    )
+    parser.add_argument("--site", required=True, help="site name (a file in the sites folder)")
+    parser.set_defaults(handler=cmd_gate)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """``recs gate``: a failed run explained; 0 when only the gate failed."""
+    import dagster as dg
+
+    from recs_pipeline import settings
+    from recs_pipeline.adapters.publishing import publisher_from_url
+    from recs_pipeline.gate_report import last_run_gate, served_instead
+
+    with dg.DagsterInstance.get() as instance:
+        outcome = last_run_gate(instance, args.site)
+    if outcome is None:
+        print(f"no run of {args.site}/user_recommendations in the instance", file=sys.stderr)
+        return 1
+    if not outcome.only_the_gate:
+        others = sorted(outcome.failed_steps - outcome.gate_steps)
+        print(
+            f"run {outcome.run_id} failed outside the publishing gate: "
+            f"{', '.join(others) or 'no failed step recorded'} (see its log above)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"\nThe publishing gate stopped the publish of {args.site} (run {outcome.run_id}):")
+    for name, reason in outcome.reasons:
+        print(f"- {name}: {reason}")
+    print("Served instead:")
+    publisher = publisher_from_url(settings.database_url())
+    print("\n".join(served_instead(publisher, args.site)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``recs`` parser; each subcommand registers itself and its handler."""
     parser = argparse.ArgumentParser(prog="recs", description="recs_pipeline tools")
@@ -307,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recommend(subparsers)
     _add_serve(subparsers)
     _add_replay(subparsers)
+    _add_gate(subparsers)
     return parser
 
 

@@ -175,3 +175,19 @@ def test_served_verdict_gates_each_group_against_its_best_baseline(
     assert not ok and "older (400 readers)" in reason and "pop_decay_1h" in reason
     ok, reason, _ = served_verdict(site, None, "2026-11-03")
     assert ok and "no finished 2-hour slot" in reason
+
+
+def test_a_run_stopped_only_by_the_gate_is_explained(materialised: Materialised) -> None:
+    from recs_pipeline.gate_report import last_run_gate, served_instead
+
+    result = run_with_gate(materialised, min_coverage=50.0)
+    assert not result.success
+    outcome = last_run_gate(materialised.instance, materialised.site.name)
+    assert outcome is not None and outcome.run_id == result.run_id
+    assert outcome.only_the_gate
+    assert [name for name, _ in outcome.reasons] == ["coverage_above_floor"]
+    assert "< floor 50" in outcome.reasons[0][1]
+    lines = served_instead(materialised.publisher, materialised.site.name)
+    assert len(lines) == 3 and all("stays current" in line for line in lines)
+    # A run that fails elsewhere is not the gate's: nothing to explain away.
+    assert last_run_gate(materialised.instance, "no-such-site") is None
