@@ -58,6 +58,15 @@ def run_days(context: dg.AssetExecutionContext) -> list[str]:
     return sorted(context.partition_keys)
 
 
+def day_metadata(
+    context: dg.AssetExecutionContext, day: str, values: Mapping[str, float | int]
+) -> None:
+    """A day's own numbers on its partition's materialisation (they win over the run's totals
+    that ``add_output_metadata`` stamps on every partition of a range), so the UI's plots over
+    partitions show each day."""
+    context.add_asset_metadata(numeric(values), partition_key=day)
+
+
 def markdown_table(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
     """A small preview a person reads in the UI."""
     if frame.empty:

@@ -10,6 +10,7 @@ import pandas as pd
 from recs_pipeline.assets.common import (
     DistinctCount,
     concat_days,
+    day_metadata,
     key,
     markdown_table,
     numeric,
@@ -87,6 +88,20 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             users.add(frame["user_id"])
             articles.add(frame["article_id"])
             rows += len(frame)
+            day_users, day_articles = frame["user_id"].nunique(), frame["article_id"].nunique()
+            day_metadata(
+                context,
+                day,
+                {
+                    "dagster/row_count": len(frame),
+                    "users": day_users,
+                    "articles": day_articles,
+                    "density": len(frame) / (day_users * day_articles)
+                    if day_users and day_articles
+                    else 0.0,
+                    **counts,
+                },
+            )
             return frame
 
         def summary() -> dict[str, object]:
@@ -133,6 +148,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 model = train_als(matrix, params)
             except ValueError as error:
                 context.log.warning(f"{site.name} {day}: no ALS model ({error})")
+                day_metadata(context, day, {"models_trained": 0, "days_without_model": 1})
                 skipped += 1
                 continue
             store.write_artifact(site.name, "als_model", day, MODEL_FILE, save_model(model))
@@ -147,6 +163,17 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             }
             store.write_artifact(
                 site.name, "als_model", day, MODEL_INFO, json.dumps(info, indent=2).encode()
+            )
+            day_metadata(
+                context,
+                day,
+                {
+                    "models_trained": 1,
+                    "users": len(model.user_ids),
+                    "articles": len(model.article_ids),
+                    "interactions": int(matrix.matrix.nnz),
+                    "training_seconds": float(model.training_seconds),
+                },
             )
             trained += 1
             seconds += model.training_seconds

@@ -13,6 +13,7 @@ import pandas as pd
 from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.assets.common import (
     concat_days,
+    day_metadata,
     key,
     markdown_table,
     numeric,
@@ -365,12 +366,36 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     store.write_artifact(site.name, "ranker_model", day, RANKER_FILE, text)
                     info = {**json.loads(info_json), "trained": True, "day": day}
                     trained += 1
+                    context.log.info(
+                        f"{site.name} {day}: ranker trained as of {as_of.isoformat()} on "
+                        f"{info['training_rows']:,} rows in "
+                        f"{info['build_seconds'] + info['fit_seconds']:.0f}s"
+                    )
             store.write_artifact(
                 site.name,
                 "ranker_model",
                 day,
                 RANKER_INFO,
                 json.dumps(info, indent=2, default=str).encode(),
+            )
+            day_metadata(
+                context,
+                day,
+                {
+                    "models_trained": int(bool(info.get("trained"))),
+                    **{
+                        name: info[name]
+                        for name in (
+                            "training_rows",
+                            "training_groups",
+                            "training_positives",
+                            "build_seconds",
+                            "fit_seconds",
+                        )
+                        if name in info
+                    },
+                    **gate_summary(info.get("validation", {})),
+                },
             )
             last = info
         importance = pd.DataFrame(
@@ -522,6 +547,14 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             result = result.assign(date=day)
             evaluated[day] = result
             frames.append(result)
+            day_metadata(
+                context,
+                day,
+                {
+                    "dagster/row_count": len(result),
+                    **evaluation_numbers(summarise(result) if len(result) else pd.DataFrame()),
+                },
+            )
             context.log.info(
                 f"{site.name} {day}: evaluated {served.readers:,} reader lists over "
                 f"{served.slots} slots in {served.seconds:.0f}s; sources by group: "

@@ -9,6 +9,7 @@ import pandas as pd
 from recs_pipeline.adapters.publishing import RecommendationBatch
 from recs_pipeline.assets.common import (
     DistinctCount,
+    day_metadata,
     key,
     markdown_table,
     of_days,
@@ -139,6 +140,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             totals["ranker"] += int((recs["source"] == "ranker").sum())
             firsts = recs.loc[recs["rank"] == 1]
             counts = firsts.groupby(["group", "source"]).size()
+            day_readers: dict[str, int] = {}
             for group, source, count in zip(
                 counts.index.get_level_values(0),
                 counts.index.get_level_values(1),
@@ -147,6 +149,23 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             ):
                 name = f"readers_{group}_{source}"
                 readers_by[name] = readers_by.get(name, 0) + int(count)
+                day_readers[name] = int(count)
+            day_metadata(
+                context,
+                day,
+                {
+                    "dagster/row_count": len(recs),
+                    "users": int(recs["user_id"].nunique()),
+                    "distinct_articles": int(recs["article_id"].nunique()),
+                    "share_from_ranker": float((recs["source"] == "ranker").mean())
+                    if len(recs)
+                    else 0.0,
+                    "share_from_popular": float((recs["source"] == "popular").mean())
+                    if len(recs)
+                    else 0.0,
+                    **day_readers,
+                },
+            )
             if not samples and len(recs):
                 samples.append(recs.sort_values(["user_id", "rank"]).head(20))
             return recs.assign(date=day)[list(schemas.USER_RECOMMENDATION_COLUMNS)]
