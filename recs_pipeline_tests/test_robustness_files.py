@@ -444,3 +444,51 @@ def test_a_listing_with_milliseconds_is_not_a_change(tmp_path: Path) -> None:
     assert not source.changed(LandingFile(str(path), size, OLD + 0.456))  # type: ignore[attr-defined]
     assert source.changed(LandingFile(str(path), size, OLD + 1.0))  # type: ignore[attr-defined]
     assert source.changed(LandingFile(str(path), size + 1, OLD))  # type: ignore[attr-defined]
+
+
+def test_a_storage_outage_fails_the_run_instead_of_quarantining_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An S3 endpoint that goes away mid-run says nothing about the files: the day fails (and is
+    retried) rather than quarantining good files as unreadable (a guard on the quarantine of
+    unreadable files, which must not swallow storage errors)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from recs_pipeline_tests.servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="outage")
+        client.put_object(
+            Bucket="outage",
+            Key="l/2026/11/10/15/a.json.gz",
+            Body=gzip.compress(snowplow_line("a")),
+        )
+        source = event_source(
+            snowplow_site(Path("/unused")).model_copy(
+                update={
+                    "events": snowplow_site(Path("/unused")).events.model_copy(
+                        update={"location": "s3://outage/l"}
+                    )
+                }
+            )
+        )
+        assert len(source.listing()) == 1  # type: ignore[attr-defined]
+    finally:
+        server.stop()
+    with pytest.raises(OSError, match="AWS Error"):
+        list(source.read_days([DAY], now=NOW))
+    assert source.problems.unreadable == []  # type: ignore[attr-defined]

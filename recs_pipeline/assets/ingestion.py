@@ -173,22 +173,25 @@ class SourceDays:
 
     def files_summary(self) -> dict[str, object]:
         problems = self._problems or FileProblems()
+        # A file read for two days (an hour file at midnight) is named once.
+        in_flight = list(dict.fromkeys(problems.in_flight))
+        unreadable = list({row[0]: row for row in problems.unreadable}.values())
         meta: dict[str, object] = {
             **numeric(
                 {
-                    "unreadable_files": len(problems.unreadable),
-                    "files_in_flight": len(problems.in_flight),
+                    "unreadable_files": len(unreadable),
+                    "files_in_flight": len(in_flight),
                     "files_outside_layout": len(problems.outside_layout),
                 }
             )
         }
-        if problems.unreadable:
+        if unreadable:
             meta["unreadable"] = markdown_table(
-                pd.DataFrame(problems.unreadable, columns=["file", "bytes", "error"]), rows=50
+                pd.DataFrame(unreadable, columns=["file", "bytes", "error"]), rows=50
             )
-        if problems.in_flight:
+        if in_flight:
             meta["in_flight"] = dg.MetadataValue.md(
-                "\n".join(f"- `{name}`" for name in problems.in_flight[:50])
+                "\n".join(f"- `{name}`" for name in in_flight[:50])
             )
         if problems.outside_layout:
             meta["outside_layout"] = dg.MetadataValue.md(

@@ -199,6 +199,8 @@ class FileSource:
         try:
             parsed = parse()
         except READ_ERRORS as error:
+            if is_transient(error):
+                raise  # the storage, not the file: the run fails and is retried
             if self.changed(file) or time.time() - file.mtime < self.settle_seconds:
                 self.problems.in_flight.append(name)
                 return None
@@ -209,6 +211,12 @@ class FileSource:
             self.problems.in_flight.append(name)
             return None
         return parsed
+
+
+def is_transient(error: BaseException) -> bool:
+    """An error of the storage or the network (S3 unreachable, throttled, credentials), which
+    says nothing about the file's bytes."""
+    return isinstance(error, ConnectionError | TimeoutError) or "AWS Error" in str(error)
 
 
 def unreadable_file(name: str, file: LandingFile, message: str) -> ParsedLines:
