@@ -169,6 +169,28 @@ def _combine(
         else []
     )
     results = {day: verdict(day) for day in days}
+    if not context.has_partition_key:
+        # A range run: each day gets its own evaluation, or the UI would list every day of a
+        # passing check as failed (the run-level result below names no partition).
+        check_key = context.check_specs[0].key
+        for day, (ok, reason, numbers) in results.items():
+            # log_event handles check evaluations; its annotation (UserEvent) omits them.
+            context.op_execution_context.log_event(
+                dg.AssetCheckEvaluation(  # type: ignore[arg-type]
+                    asset_key=check_key.asset_key,
+                    check_name=check_key.name,
+                    passed=ok,
+                    metadata={
+                        "reason": dg.MetadataValue.text(reason),
+                        **{name: dg.MetadataValue.float(float(v)) for name, v in numbers.items()},
+                    },
+                    target_materialization_data=None,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=reason,
+                    blocking=True,
+                    partition=day,
+                )
+            )
     failed = [day for day, (ok, _, _) in results.items() if not ok]
     shown = failed[-1] if failed else (days[-1] if days else None)
     numbers = results[shown][2] if shown else {}

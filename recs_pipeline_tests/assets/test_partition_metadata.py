@@ -37,3 +37,26 @@ def test_each_day_of_a_range_run_carries_its_own_numbers(materialised: Materiali
     assert len(rows) >= 2 and len(set(rows)) > 1
     als = [_metadata(materialised, "als_model", day).get("interactions") for day in days]
     assert len({value for value in als if value is not None}) > 1
+
+
+def test_each_day_of_a_range_run_has_its_own_gate_evaluation(materialised: Materialised) -> None:
+    from recs_pipeline.assets.checks import GATE
+
+    site = materialised.site.name
+    keys = [
+        dg.AssetCheckKey(dg.AssetKey([site, "user_recommendations"]), check.name) for check in GATE
+    ]
+    infos = materialised.instance.event_log_storage.get_asset_check_partition_info(keys)
+    days = set(materialised.generated.days)
+    for key in keys:
+        statuses = {
+            info.partition_key: info.latest_execution_status
+            for info in infos
+            if info.check_key == key and info.partition_key in days
+        }
+        # Every day was evaluated (none left "planned", which the UI shows as failed).
+        assert set(statuses) == days, key.name
+        assert all(status.value in ("SUCCEEDED", "FAILED") for status in statuses.values()), (
+            key.name,
+            statuses,
+        )
