@@ -492,3 +492,55 @@ def test_a_storage_outage_fails_the_run_instead_of_quarantining_files(
     with pytest.raises(OSError, match="AWS Error"):
         list(source.read_days([DAY], now=NOW))
     assert source.problems.unreadable == []  # type: ignore[attr-defined]
+
+
+def test_each_day_of_a_range_run_carries_its_own_line_accounting(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    header = "user_id,click_article_id,click_timestamp"
+    second = [  # the next day, same hour
+        f"{user},{article},{int(ts) + 86_400_000}"
+        for user, article, ts in (row.split(",") for row in clicks(5, 500))
+    ]
+    rows = [*clicks(20), 'u"x,1,1794322800000', *second]
+    (landing / "a.csv").write_text("\n".join([header, *rows]) + "\n")
+    settle(landing / "a.csv")
+    site = csv_site(landing, name="perday")
+    lake_url = str(tmp_path / "lake")
+    resources = {
+        "lake_io_manager": LakeIOManager(url=lake_url),
+        "lake": LakeResource(url=lake_url),
+        "clock": Clock(),
+    }
+    days = ["2026-11-10", "2026-11-11"]
+    tags = {
+        "dagster/asset_partition_range_start": days[0],
+        "dagster/asset_partition_range_end": days[-1],
+    }
+    keys = [dg.AssetKey(["perday", "raw_events"]), dg.AssetKey(["perday", "quarantined_events"])]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            build_ingestion_assets(site),
+            resources=resources,
+            instance=instance,
+            tags=tags,
+            selection=keys,
+        )
+        assert result.success
+        found: dict[tuple[str, str | None], dict[str, object]] = {}
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            found[(materialization.asset_key.path[-1], materialization.partition)] = {
+                name: getattr(value, "value", None)
+                for name, value in materialization.metadata.items()
+            }
+    first, later = found[("raw_events", days[0])], found[("raw_events", days[1])]
+    # The file's home day (its first event's) reads its lines; the next day gets its events.
+    assert first["lines_read"] == 26 and first["events"] == 20 and first["quarantined"] == 1
+    assert first["other_days_events"] == 5
+    assert later["lines_read"] == 0 and later["events"] == 5
+    assert later["events_from_other_files"] == 5
+    for numbers in (first, later):
+        assert numbers["lines_unaccounted"] == 0
+    assert found[("quarantined_events", days[0])]["reason_malformed_row"] == 1
+    assert found[("quarantined_events", days[1])]["dagster/row_count"] == 0

@@ -92,10 +92,13 @@ class SourceDays:
         log: Callable[[str], None],
         stored_rows: Callable[[str], int] | None = None,
         problems: FileProblems | None = None,
+        day_metadata: Callable[[str, str, dict[str, float | int]], None] | None = None,
     ) -> None:
         self._reads = reads
         self._log = log
         self._problems = problems
+        #: ``(day, asset name, numbers)``: a day's own numbers on its partition.
+        self._day_metadata = day_metadata
         #: Rows the lake holds for a day; given, an empty day may not replace a non-empty one.
         self._stored_rows = stored_rows
         self._events: dict[str, pd.DataFrame] = {}
@@ -164,6 +167,32 @@ class SourceDays:
             other_days_events=result.other_days,
             page_views=int((events["event_name"] == "page_view").sum()),
         )
+        if self._day_metadata is not None:
+            self._day_metadata(
+                day,
+                "raw_events",
+                {
+                    "dagster/row_count": len(events),
+                    "lines_read": result.lines_read,
+                    "events": len(events),
+                    "duplicates": result.duplicates,
+                    "quarantined": len(result.quarantine),
+                    "non_article_events": result.non_article_events,
+                    "ignored_events": result.ignored_events,
+                    "other_days_events": result.other_days,
+                    "events_from_other_files": result.from_other_files,
+                    "extra_events": result.extra_events,
+                    "lines_unaccounted": 0,
+                },
+            )
+            self._day_metadata(
+                day,
+                "quarantined_events",
+                {
+                    "dagster/row_count": len(result.quarantine),
+                    **{f"reason_{k}": v for k, v in sorted(result.quarantined_by_reason.items())},
+                },
+            )
         self.users.add(events["user_id"])
         self.articles.add(events["article_id"])
         self._log(
@@ -272,6 +301,9 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 else partial(store.row_count, site.name, "raw_events")
             ),
             problems=getattr(source, "problems", None),
+            day_metadata=lambda day, asset, values: context.add_asset_metadata(
+                numeric(values), asset_key=key(site, asset), partition_key=day
+            ),
         )
         events = DayFrames(
             {day: partial(reads.events, day) for day in days},
