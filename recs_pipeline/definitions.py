@@ -10,6 +10,7 @@ import dagster as dg
 
 from recs_pipeline import settings
 from recs_pipeline.adapters.publishing import is_postgres_url
+from recs_pipeline.alerts import build_alert_sensors
 from recs_pipeline.assets.checks import build_gate_checks
 from recs_pipeline.assets.ingestion import build_ingestion_assets
 from recs_pipeline.assets.models import build_model_assets
@@ -58,7 +59,7 @@ def build_definitions(
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
-    sensors: list[dg.SensorDefinition] = []
+    sensors: list[dg.SensorDefinition] = build_alert_sensors()
     for site in sites:
         assets.extend(site_assets(site))
         checks.extend(build_gate_checks(site))

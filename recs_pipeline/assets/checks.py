@@ -18,7 +18,9 @@ A failed check stops ``published_recommendations`` in the same run, so the versi
 - ``enough_readers_have_recommendations``: the share of the window's readers with a list is at
   least ``models.gate.min_user_share`` (and at least ``models.gate.min_users`` readers).
 
-Every check evaluates each day of the run; a range passes only when every day does.
+Every check evaluates each day of the run (each day's evaluation is recorded on its partition);
+a range passes when every day it publishes (the newest ``publish.keep_versions``) does: older
+days of a backfill never reach readers, so their verdicts are reported as warnings.
 """
 
 import warnings
@@ -161,7 +163,9 @@ def readers_verdict(site: SiteConfig, recs: pd.DataFrame | None, readers: int) -
 
 
 def _combine(
-    context: dg.AssetCheckExecutionContext, verdict: Callable[[str], DayVerdict]
+    context: dg.AssetCheckExecutionContext,
+    verdict: Callable[[str], DayVerdict],
+    keep_versions: int,
 ) -> dg.AssetCheckResult:
     days = (
         sorted(context.partition_keys)
@@ -169,6 +173,9 @@ def _combine(
         else []
     )
     results = {day: verdict(day) for day in days}
+    # Only the days this run publishes reach readers (published_recommendations writes the
+    # newest keep_versions of a range): older days of a backfill are reported, not gated.
+    gated = set(days[-keep_versions:])
     if not context.has_partition_key:
         # A range run: each day gets its own evaluation, or the UI would list every day of a
         # passing check as failed (the run-level result below names no partition).
@@ -185,17 +192,20 @@ def _combine(
                         **{name: dg.MetadataValue.float(float(v)) for name, v in numbers.items()},
                     },
                     target_materialization_data=None,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=reason,
-                    blocking=True,
+                    severity=dg.AssetCheckSeverity.ERROR
+                    if day in gated
+                    else dg.AssetCheckSeverity.WARN,
+                    description=reason if day in gated else f"not published, not gated: {reason}",
+                    blocking=day in gated,
                     partition=day,
                 )
             )
-    failed = [day for day, (ok, _, _) in results.items() if not ok]
+    failed = [day for day, (ok, _, _) in results.items() if not ok and day in gated]
     shown = failed[-1] if failed else (days[-1] if days else None)
     numbers = results[shown][2] if shown else {}
     lines = "\n".join(
-        f"- {day}: {'pass' if ok else '**FAIL**'}: {reason}"
+        f"- {day}: {'pass' if ok else '**FAIL**' if day in gated else 'fails, not published'}: "
+        f"{reason}"
         for day, (ok, reason, _) in results.items()
     )
     return dg.AssetCheckResult(
@@ -292,7 +302,9 @@ def _gate_check(site: SiteConfig, check: GateCheck) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, lake: LakeResource
     ) -> dg.AssetCheckResult:
         store = lake.lake()
-        return _combine(context, lambda day: check.day_verdict(store, site, day))
+        return _combine(
+            context, lambda day: check.day_verdict(store, site, day), site.publish.keep_versions
+        )
 
     return gate_check
 
