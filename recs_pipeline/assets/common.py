@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import dagster as dg
 import numpy as np
@@ -108,6 +108,19 @@ class DistinctCount:
         return len(self._seen)
 
 
+#: The ``stage`` tag of each asset (filter the UI's asset list by it).
+STAGE_OF: Final = {
+    "raw_events": "ingestion",
+    "quarantined_events": "ingestion",
+    "pages": "ingestion",
+    "engagement": "ingestion",
+    "ranker_model": "ranking",
+    "recommendation_evaluation": "ranking",
+    "user_recommendations": "serving",
+    "published_recommendations": "serving",
+}
+
+
 def site_asset(
     site: SiteConfig,
     name: str,
@@ -116,11 +129,13 @@ def site_asset(
     deps: Sequence[dg.AssetKey | dg.AssetDep] = (),
     kinds: Iterable[str] = ("parquet", "pandas"),
     stored: bool = True,
+    freshness_policy: dg.FreshnessPolicy | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """``@dg.asset`` with what every asset of a site shares.
 
-    Day partitions in the site's time zone, the site's group, a single-run backfill policy and,
-    when ``stored``, the lake IO manager for the returned frame.
+    Day partitions in the site's time zone, the site's group and owners, tags ``site`` and
+    ``stage`` (ingestion, models, ranking, serving), a single-run backfill policy and, when
+    ``stored``, the lake IO manager for the returned frame.
     """
     return dg.asset(
         key=key(site, name),
@@ -131,6 +146,9 @@ def site_asset(
         io_manager_key=LAKE_IO if stored else None,
         backfill_policy=SINGLE_RUN,
         kinds=set(kinds),
+        owners=list(site.owners),
+        tags={"site": site.name, "stage": STAGE_OF.get(name, "models")},
+        freshness_policy=freshness_policy,
     )
 
 

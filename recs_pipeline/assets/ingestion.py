@@ -269,6 +269,8 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     "and de-duplicated by event id."
                 ),
                 kinds={"parquet", "pandas"},
+                owners=list(site.owners),
+                tags={"site": site.name, "stage": "ingestion"},
             ),
             "quarantined_events": dg.AssetOut(
                 key=key(site, "quarantined_events"),
@@ -278,6 +280,8 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     "number, so nothing is lost and the source can be fixed and re-ingested."
                 ),
                 kinds={"parquet", "pandas"},
+                owners=list(site.owners),
+                tags={"site": site.name, "stage": "ingestion"},
             ),
         },
         partitions_def=partitions,

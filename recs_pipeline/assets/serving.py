@@ -1,6 +1,7 @@
 """Serving: per-user recommendations and the publish into the serving database."""
 
 import dataclasses
+import datetime as dt
 from functools import partial
 
 import dagster as dg
@@ -206,6 +207,10 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         },
         kinds={"sqlite", "postgres"},
         stored=False,
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=dt.timedelta(hours=site.publish.freshness_fail_hours),
+            warn_window=dt.timedelta(hours=site.publish.freshness_warn_hours),
+        ),
     )
     def published_recommendations(
         context: dg.AssetExecutionContext,

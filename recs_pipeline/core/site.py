@@ -304,6 +304,10 @@ class ModelsConfig(_Strict):
 class PublishConfig(_Strict):
     #: Versions kept per (site, model type), the current one included.
     keep_versions: int = Field(default=3, ge=1)
+    #: The published recommendations are stale (a warning in the UI) after this many hours
+    #: without a new publish, and failing after ``freshness_fail_hours``.
+    freshness_warn_hours: float = Field(default=3.0, gt=0)
+    freshness_fail_hours: float = Field(default=6.0, gt=0)
 
 
 class AutomationConfig(_Strict):
@@ -363,6 +367,8 @@ class SiteConfig(_Strict):
 
     name: str
     description: str = ""
+    #: Who answers for the site's assets in the UI (``team:…`` or an e-mail address).
+    owners: list[str] = Field(default_factory=lambda: ["team:data"])
     timezone: str = "UTC"
     #: First day partition.
     start_date: dt.date

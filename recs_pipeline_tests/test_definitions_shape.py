@@ -1,0 +1,41 @@
+"""What the UI shows of every asset: owners, tags, and the published lists' freshness policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+
+from recs_pipeline.definitions import build_definitions
+from recs_pipeline_tests.conftest import site_config
+
+
+def test_assets_carry_owners_tags_and_the_publish_freshness_policy(tmp_path: Path) -> None:
+    site = site_config("news", tmp_path)
+    site = site.model_copy(
+        update={
+            "owners": ["team:newsroom-data"],
+            "publish": site.publish.model_copy(
+                update={"freshness_warn_hours": 2.0, "freshness_fail_hours": 5.0}
+            ),
+        }
+    )
+    definitions = build_definitions([site], str(tmp_path / "lake"), "sqlite:///x.sqlite")
+    specs = {
+        spec.key.path[-1]: spec
+        for assets in definitions.assets or []
+        if isinstance(assets, dg.AssetsDefinition)
+        for spec in assets.specs
+    }
+    assert {"raw_events", "user_recommendations", "published_recommendations"} <= set(specs)
+    for name, spec in specs.items():
+        assert spec.owners == ["team:newsroom-data"], name
+        assert spec.tags["site"] == "news", name
+    assert specs["raw_events"].tags["stage"] == "ingestion"
+    assert specs["ranker_model"].tags["stage"] == "ranking"
+    assert specs["published_recommendations"].tags["stage"] == "serving"
+    policy = specs["published_recommendations"].freshness_policy
+    assert isinstance(policy, dg.FreshnessPolicy)
+    assert policy.fail_window.to_timedelta() == dt.timedelta(hours=5)  # type: ignore[attr-defined]
+    assert policy.warn_window.to_timedelta() == dt.timedelta(hours=2)  # type: ignore[attr-defined]
