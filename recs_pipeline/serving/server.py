@@ -10,6 +10,7 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
+import redis
 import uvicorn
 from fastapi import FastAPI
 
@@ -59,16 +60,17 @@ def warm_from_lake(live: LiveStore, lake: Lake, sites: Sequence[SiteConfig]) -> 
     (a shared Redis other workers fill) is left as it is."""
     warmed: dict[str, int] = {}
     for site in sites:
-        if live.clock(site.name) is not None:
-            continue
         began = time.perf_counter()
         try:
+            if live.clock(site.name) is not None:
+                continue
             events = lake_events(lake, site.name, site.serving.warm_hours)
-        except (OSError, ValueError) as error:
+            for start in range(0, len(events), WARM_BATCH):
+                live.apply(site.name, events[start : start + WARM_BATCH])
+        except (OSError, ValueError, redis.RedisError) as error:
+            # The API starts anyway: published lists answer, live state fills from new events.
             log.warning("%s: no warm-up from the lake: %s", site.name, error)
             continue
-        for start in range(0, len(events), WARM_BATCH):
-            live.apply(site.name, events[start : start + WARM_BATCH])
         warmed[site.name] = len(events)
         log.info(
             "%s: warmed live state with %d events in %.1fs",

@@ -86,6 +86,8 @@ class Snapshot:
     models: dict[str, ModelLists]
     #: Articles of the registry, newest ``last_seen`` first (at most ``CATALOGUE_SIZE``).
     catalogue: list[str]
+    #: ``Reader.current_ids`` as of this snapshot's transaction.
+    stamp: tuple[tuple[str, int, str], ...] = ()
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -116,12 +118,14 @@ EMPTY_MODELS: Final[dict[str, ModelLists]] = {}
 class Reader(Protocol):
     """Reads a site's current version ids, and a whole snapshot, from a serving database."""
 
-    def current_ids(self, site: str) -> tuple[tuple[str, int], ...]: ...
+    def current_ids(self, site: str) -> tuple[tuple[str, int, str], ...]: ...
 
     def load(self, site: str) -> Snapshot: ...
 
 
-_CURRENT: Final = "SELECT type, id, as_of FROM model WHERE site = {p} AND status = 'current'"
+_CURRENT: Final = (
+    "SELECT type, id, as_of, finished_at FROM model WHERE site = {p} AND status = 'current'"
+)
 _ROWS: Final = (
     "SELECT source_entity_id, recommended_article_id, score FROM recommendation "
     "WHERE model_id = {p} ORDER BY source_entity_id, rank"
@@ -146,16 +150,16 @@ class SqlReader:
             return value.astimezone(dt.UTC)
         return _parse_ts(str(value))
 
-    def current_ids(self, site: str) -> tuple[tuple[str, int], ...]:
+    def current_ids(self, site: str) -> tuple[tuple[str, int, str], ...]:
         with self._read() as conn:
             rows = conn.execute(_CURRENT.format(p=self.mark), (site,)).fetchall()
-        return tuple(sorted((str(t), int(i)) for t, i, _ in rows))
+        return _stamp(rows)
 
     def load(self, site: str) -> Snapshot:
         with self._read() as conn:
             current = conn.execute(_CURRENT.format(p=self.mark), (site,)).fetchall()
             models = {}
-            for kind, model_id, as_of in current:
+            for kind, model_id, as_of, _ in current:
                 if kind not in MODEL_TYPES:
                     continue
                 rows = conn.execute(_ROWS.format(p=self.mark), (model_id,)).fetchall()
@@ -164,7 +168,13 @@ class SqlReader:
                 str(r[0])
                 for r in conn.execute(_CATALOGUE.format(p=self.mark), (site, CATALOGUE_SIZE))
             ]
-        return Snapshot(site=site, models=models, catalogue=catalogue)
+        return Snapshot(site=site, models=models, catalogue=catalogue, stamp=_stamp(current))
+
+
+def _stamp(rows: Sequence[Sequence[Any]]) -> tuple[tuple[str, int, str], ...]:
+    """What identifies the current versions: ids, and when each was finished (ids restart in a
+    database recreated from scratch)."""
+    return tuple(sorted((str(t), int(i), str(f)) for t, i, _, f in rows))
 
 
 class SqliteReader(SqlReader):
@@ -250,16 +260,26 @@ class SnapshotHolder:
             try:
                 ids = self.reader.current_ids(self.site)
                 swapped = False
-                if ids != self._snapshot.key or self.status.loads == 0:
-                    loaded = self.reader.load(self.site)
-                    swapped = loaded.key != self._snapshot.key or self.status.loads == 0
-                    self._snapshot = loaded  # one reference swap: readers see old or new
-                    self.status.loads += 1
-                    self.status.last_load = time.time()
-                    if swapped:
-                        log.info("%s: serving versions %s", self.site, loaded.key)
                 self.status.database_ok = True
                 self.status.last_error = None
+                if ids != self._snapshot.stamp or self.status.loads == 0:
+                    loaded = self.reader.load(self.site)
+                    lost = sorted(set(self._snapshot.models) - set(loaded.models))
+                    if lost:
+                        # A database restored empty, or a type's version deleted by hand: keep
+                        # the last good lists rather than answer from nothing.
+                        self.status.last_error = (
+                            f"no current {', '.join(lost)} version in the database; "
+                            "serving the last good snapshot"
+                        )
+                        log.warning("%s: %s", self.site, self.status.last_error)
+                    else:
+                        swapped = loaded.stamp != self._snapshot.stamp or self.status.loads == 0
+                        self._snapshot = loaded  # one reference swap: readers see old or new
+                        self.status.loads += 1
+                        self.status.last_load = time.time()
+                        if swapped:
+                            log.info("%s: serving versions %s", self.site, loaded.key)
             except (sqlite3.Error, psycopg.Error, OSError) as error:
                 if self.status.database_ok or self.status.last_error is None:
                     log.warning("%s: serving database unreachable: %s", self.site, error)

@@ -18,6 +18,7 @@ from recs_pipeline.adapters.publishing import SqlitePublisher
 from recs_pipeline.serving.live import LiveEvent, LiveSettings, MemoryLiveStore, RedisLiveStore
 from recs_pipeline.serving.scoring import MINUTE_MS, decayed_count
 from recs_pipeline.serving.server import lake_events, warm_from_lake
+from recs_pipeline_tests.servers import free_port
 from recs_pipeline_tests.serving.conftest import (
     AS_OF,
     SITE,
@@ -182,3 +183,29 @@ def test_api_on_redis_shares_state_between_two_workers(
     assert "x" not in [i["article_id"] for i in items]
     assert second.client.get("/readyz").json()["live_store"] == "ok"
     other.close()
+
+
+def test_redis_down_keeps_the_published_lists(
+    start_api: StartApi, sqlite_db: tuple[str, SqlitePublisher], tmp_path: Path
+) -> None:
+    url, publisher = sqlite_db
+    publish_version(publisher, AS_OF)
+    # Nothing listens on this port: like a Redis that is restarting.
+    down = RedisLiveStore(
+        f"redis://127.0.0.1:{free_port()}/0", {SITE: SETTINGS}, prefix="x:", socket_timeout=0.2
+    )
+    lake = lake_from_url(str(tmp_path / "lake"))  # the warm-up fails too, and start-up goes on
+    api = start_api(url, site_config(warm_hours=1), live=down, lake=lake)
+    items = api.recs("u1", k=4)["items"]
+    assert [(i["article_id"], i["source"]) for i in items] == [
+        ("p1", "personal"),
+        ("p2", "personal"),
+        ("p3", "personal"),
+        ("pop1", "popular"),
+    ]
+    assert api.client.get(f"/v1/sites/{SITE}/popular", params={"k": 2}).status_code == 200
+    posted = api.events([click("u1", "x", 0)])
+    assert posted.status_code == 503 and "live store unavailable" in posted.json()["detail"]
+    ready = api.client.get("/readyz").json()
+    assert ready["live_store"] == "unreachable" and ready["ready"] is True
+    assert "recs_live_store_up 0.0" in api.client.get("/metrics").text

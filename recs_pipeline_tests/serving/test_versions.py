@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from recs_pipeline.adapters.publishing import PostgresPublisher, SqlitePublisher
 from recs_pipeline_tests.serving.conftest import (
@@ -145,3 +146,30 @@ def test_write_key_from_the_environment(
     closed = start_api(url, site_config(write_key_env="RECS_TEST_UNSET_KEY"))
     assert closed.events(events, headers={"Authorization": "Bearer x"}).status_code == 401
     assert closed.recs("u1", k=1)["items"][0]["article_id"] == "p1"
+
+
+def test_postgres_going_away_and_coming_back(
+    start_api: StartApi, pg_server: str, pg_url: str
+) -> None:
+    publish_version(PostgresPublisher(pg_url), AS_OF, tag="-a")
+    api = start_api(pg_url, refresh_seconds=0.05)
+    before = api.recs("u1", k=4)["items"]
+    assert before[0]["article_id"] == "p1-a"
+    database = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+    wait_for(lambda: api.client.get("/readyz").json()["sites"][SITE]["database"] == "unreachable")
+    assert api.recs("u1", k=4)["items"] == before  # the last good lists
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    # Back, but empty (migrated, nothing published): still the last good lists.
+    publisher = PostgresPublisher(pg_url)
+    wait_for(
+        lambda: (
+            "no current" in str(api.client.get("/readyz").json()["sites"][SITE]["database_error"])
+        )
+    )
+    assert api.recs("u1", k=4)["items"] == before
+    publish_version(publisher, AS_OF, tag="-b")
+    wait_for(lambda: api.recs("u1", k=1)["items"][0]["article_id"] == "p1-b")
+    assert api.client.get("/readyz").json()["sites"][SITE]["database"] == "ok"
