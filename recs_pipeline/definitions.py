@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,13 +61,18 @@ def build_definitions(
     jobs: list[UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = build_alert_sensors()
-    for site in sites:
-        assets.extend(site_assets(site))
-        checks.extend(build_gate_checks(site))
-        automation = build_automation(site)
-        jobs.extend(automation.jobs)
-        schedules.extend(automation.schedules)
-        sensors.extend(automation.sensors)
+    with warnings.catch_warnings():
+        # Backfill policies, partition mappings (beta) and partitioned asset checks (preview)
+        # are what this graph is built on; said once here, not silenced process-wide.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        for site in sites:
+            assets.extend(site_assets(site))
+            checks.extend(build_gate_checks(site))
+            automation = build_automation(site)
+            jobs.extend(automation.jobs)
+            schedules.extend(automation.schedules)
+            sensors.extend(automation.sensors)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

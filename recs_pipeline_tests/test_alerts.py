@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import dagster as dg
 import pytest
 from pytest_httpserver import HTTPServer
 
 from recs_pipeline.alerts import WEBHOOK_ENV, AlertNotSent, build_alert_sensors, post_alert
-
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 @dg.asset(key=["news", "broken"])

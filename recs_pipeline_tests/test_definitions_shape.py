@@ -39,3 +39,18 @@ def test_assets_carry_owners_tags_and_the_publish_freshness_policy(tmp_path: Pat
     assert isinstance(policy, dg.FreshnessPolicy)
     assert policy.fail_window.to_timedelta() == dt.timedelta(hours=5)  # type: ignore[attr-defined]
     assert policy.warn_window.to_timedelta() == dt.timedelta(hours=2)  # type: ignore[attr-defined]
+
+
+def test_loading_the_code_location_silences_no_warning_process_wide() -> None:
+    import subprocess
+    import sys
+
+    program = (
+        "import warnings, dagster as dg\n"
+        "import recs_pipeline.definitions\n"
+        "ignored = [f for f in warnings.filters if f[0] == 'ignore'"
+        " and f[2] in (dg.BetaWarning, dg.PreviewWarning)]\n"
+        "raise SystemExit(1 if ignored else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -23,7 +23,6 @@ a range passes when every day it publishes (the newest ``publish.keep_versions``
 days of a backfill never reach readers, so their verdicts are reported as warnings.
 """
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -40,9 +39,6 @@ from recs_pipeline.core.serving import GROUPS
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import LakeResource
-
-# Partitioned asset checks are a preview feature of Dagster 1.13; the gate is built on them.
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 DayVerdict = tuple[bool, str, dict[str, float]]
 

@@ -13,12 +13,11 @@ import pandas as pd
 from recs_pipeline.core.schemas import DATE
 from recs_pipeline.core.site import SiteConfig
 
-# Backfill policies and partition mappings are marked beta; they are what this graph is built on.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
 #: One run for a whole range of partitions: the CLI's --partition-range needs it, and one run
 #: reads a trailing window once instead of once per day.
-SINGLE_RUN = dg.BackfillPolicy.single_run()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # what this graph is built on
+    SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 LAKE_IO = "lake_io_manager"
 
