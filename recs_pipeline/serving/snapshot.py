@@ -15,7 +15,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -40,8 +41,10 @@ class ModelLists:
     model_type: str
     as_of: dt.datetime
     index: dict[str, tuple[int, int]]
+    #: Interned ids (one string object per distinct article) and packed doubles: about 16 bytes
+    #: a row besides the index.
     articles: list[str]
-    scores: list[float]
+    scores: array[float]
 
     def get(self, entity: str, limit: int | None = None) -> list[tuple[str, float]]:
         span = self.index.get(entity)
@@ -57,13 +60,13 @@ class ModelLists:
 
 
 def model_lists(
-    model_id: int, model_type: str, as_of: dt.datetime, rows: Sequence[Sequence[Any]]
+    model_id: int, model_type: str, as_of: dt.datetime, rows: Iterable[Sequence[Any]]
 ) -> ModelLists:
     """Build from rows ``(source_entity_id, recommended_article_id, score)`` in key order."""
     index: dict[str, tuple[int, int]] = {}
     interned: dict[str, str] = {}
     articles: list[str] = []
-    scores: list[float] = []
+    scores = array("d")
     current: str | None = None
     start = 0
     for position, (entity, article, score) in enumerate(rows):
@@ -162,7 +165,8 @@ class SqlReader:
             for kind, model_id, as_of, _ in current:
                 if kind not in MODEL_TYPES:
                     continue
-                rows = conn.execute(_ROWS.format(p=self.mark), (model_id,)).fetchall()
+                # Iterated, not fetched whole: rows become compact lists as they arrive.
+                rows = conn.execute(_ROWS.format(p=self.mark), (model_id,))
                 models[str(kind)] = model_lists(int(model_id), str(kind), self._ts(as_of), rows)
             catalogue = [
                 str(r[0])
