@@ -40,20 +40,34 @@ def _add_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--start", type=_date, required=True, help="first local day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True, help="number of local days")
-    parser.add_argument("--users", type=int, default=5_000)
-    parser.add_argument("--articles-per-day", type=int, default=60)
+    parser.add_argument("--users", type=int, default=5_000, help="readers of the site")
+    parser.add_argument("--articles-per-day", type=int, default=60, help="articles published a day")
     parser.add_argument(
         "--events-per-day",
         type=int,
         default=None,
         help="approximate valid events per day (default: from the number of users)",
     )
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--malformed-share", type=_share, default=0.005)
-    parser.add_argument("--bot-share", type=_share, default=0.01)
-    parser.add_argument("--duplicate-share", type=_share, default=0.002)
-    parser.add_argument("--timezone", default="America/Sao_Paulo")
-    parser.add_argument("--host", default="demo.example.com")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
+    parser.add_argument(
+        "--malformed-share",
+        type=_share,
+        default=0.005,
+        help="share of lines that are broken on purpose (quarantined at ingest)",
+    )
+    parser.add_argument(
+        "--bot-share", type=_share, default=0.01, help="share of events from bot user agents"
+    )
+    parser.add_argument(
+        "--duplicate-share",
+        type=_share,
+        default=0.002,
+        help="share of events sent twice (de-duplicated by event id)",
+    )
+    parser.add_argument(
+        "--timezone", default="America/Sao_Paulo", help="the site's time zone (day boundaries)"
+    )
+    parser.add_argument("--host", default="demo.example.com", help="host of the page URLs")
     parser.add_argument("--force", action="store_true", help="wipe OUT first if it holds data")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=cmd_generate)
