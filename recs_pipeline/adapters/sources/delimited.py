@@ -170,42 +170,48 @@ def delimited_rows(
     include = list(columns)
     number = 0
     for batch in batches:
-        kept: list[bytes] = []
-        kept_numbers: list[int] = []
         if number + 1 < first_line:  # preamble and header
             skip = min(len(batch), first_line - number - 1)
             batch, number = batch[skip:], number + skip
             if not batch:
                 continue
+        first = number + 1
+        number += len(batch)
         data = b"\n".join(batch) + b"\n"
+        # Lines that need a look of their own (most batches have none): found with one cheap
+        # test per line, then judged one by one.
         lengths = list(map(len, batch))
-        if (
-            min(lengths) > 0
-            and max(lengths) <= max_line_bytes
-            and b"\r" not in data
-            and not (quote and b'"' in data)
-            and not any(map(bytes.isspace, batch))
-        ):
-            # The common batch: nothing to judge line by line.
-            kept, kept_numbers = batch, list(range(number + 1, number + 1 + len(batch)))
-            number += len(batch)
-            batch = []
-        else:
-            data = b""
-        for line in batch:
-            number += 1
-            if not line.strip():
-                continue
-            if len(line) > max_line_bytes:
-                bad.append(("oversized", source_file, number, _raw(line)))
-                continue
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if b"\r" in line or (quote and line.count(b'"') % 2):
-                bad.append(("malformed_row", source_file, number, _raw(line)))
-                continue
-            kept.append(line)
-            kept_numbers.append(number)
+        suspects: set[int] = set()
+        if min(lengths) == 0 or any(map(bytes.isspace, batch)):
+            suspects.update(i for i, line in enumerate(batch) if not line.strip())
+        if max(lengths) > max_line_bytes:
+            suspects.update(i for i, size in enumerate(lengths) if size > max_line_bytes)
+        if b"\r" in data:
+            suspects.update(i for i, line in enumerate(batch) if b"\r" in line)
+        if quote and b'"' in data:
+            suspects.update(i for i, line in enumerate(batch) if b'"' in line)
+        kept: list[bytes] = batch
+        kept_numbers: list[int] | range = range(first, number + 1)
+        if suspects:
+            fixed: dict[int, bytes] = {}
+            dropped: set[int] = set()
+            for i in sorted(suspects):
+                line = batch[i]
+                if not line.strip():
+                    dropped.add(i)  # an empty line is no line
+                    continue
+                if len(line) > max_line_bytes:
+                    bad.append(("oversized", source_file, first + i, _raw(line)))
+                    dropped.add(i)
+                    continue
+                if line.endswith(b"\r"):
+                    line = fixed[i] = line[:-1]
+                if b"\r" in line or (quote and line.count(b'"') % 2):
+                    bad.append(("malformed_row", source_file, first + i, _raw(line)))
+                    dropped.add(i)
+            kept = [fixed.get(i, line) for i, line in enumerate(batch) if i not in dropped]
+            kept_numbers = [first + i for i in range(len(batch)) if i not in dropped]
+            data = b"\n".join(kept) + b"\n"
         if not kept:
             continue
         skipped: list[int] = []
@@ -214,7 +220,6 @@ def delimited_rows(
             skipped.append(-1 if row.number is None else row.number - 1)
             return "skip"
 
-        data = data or b"\n".join(kept) + b"\n"
         table = pacsv.read_csv(
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(
