@@ -191,7 +191,9 @@ def _combine(
                     severity=dg.AssetCheckSeverity.ERROR
                     if day in gated
                     else dg.AssetCheckSeverity.WARN,
-                    description=reason if day in gated else f"not published, not gated: {reason}",
+                    description=reason
+                    if ok or day in gated
+                    else f"not published, not gated: {reason}",
                     blocking=day in gated,
                     partition=day,
                 )
