@@ -544,3 +544,47 @@ def test_each_day_of_a_range_run_carries_its_own_line_accounting(tmp_path: Path)
         assert numbers["lines_unaccounted"] == 0
     assert found[("quarantined_events", days[0])]["reason_malformed_row"] == 1
     assert found[("quarantined_events", days[1])]["dagster/row_count"] == 0
+
+
+def test_an_unreadable_ga4_daily_shard_is_filled_in_from_the_intraday_table(
+    tmp_path: Path,
+) -> None:
+    def row(i: int) -> bytes:
+        return orjson.dumps(
+            {
+                "event_timestamp": str(1_794_322_800_000_000 + i * 1_000_000),
+                "event_name": "page_view",
+                "user_pseudo_id": f"p{i}",
+                "event_params": [
+                    {"key": "page_location", "value": {"string_value": f"https://x.example/a-{i}"}}
+                ],
+            }
+        )
+
+    daily = tmp_path / "events_20261110"
+    daily.mkdir()
+    (daily / "000000000000.json.gz").write_bytes(gzip.compress(b"\n".join(map(row, range(10)))))
+    whole = gzip.compress(b"\n".join(row(i) for i in range(10, 20)))
+    (daily / "000000000001.json.gz").write_bytes(whole[: len(whole) // 2])  # cut short
+    intraday = tmp_path / "events_intraday_20261110.json.gz"
+    intraday.write_bytes(gzip.compress(b"\n".join(map(row, range(20)))))
+    settle(*daily.iterdir(), intraday)
+    config = SiteConfig.model_validate(
+        {
+            "name": "g",
+            "timezone": "UTC",
+            "start_date": "2026-11-01",
+            "events": {"format": "ga4", "location": str(tmp_path)},
+        }
+    )
+    result, _ = one_day(config)
+    assert sorted(result.events["user_id"]) == sorted(f"p{i}" for i in range(20))
+    assert result.duplicates == 10  # the readable shard's rows, again in the intraday table
+    assert result.quarantine["source_file"].tolist() == ["events_20261110/000000000001.json.gz"]
+    assert result.unaccounted() == 0
+
+    # With every daily shard readable the intraday table is not read at all.
+    (daily / "000000000001.json.gz").write_bytes(whole)
+    settle(*daily.iterdir())
+    result, _ = one_day(config)
+    assert len(result.events) == 20 and result.duplicates == 0 and result.lines_read == 20

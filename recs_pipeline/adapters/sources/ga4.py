@@ -87,13 +87,18 @@ class Ga4Events(FileSource):
         return {table[0]} if table else set()
 
     def files_for_day(self, day: dt.date) -> list[LandingFile]:
+        daily, intraday = self.tables_of_day(day)
+        return daily or intraday
+
+    def tables_of_day(self, day: dt.date) -> tuple[list[LandingFile], list[LandingFile]]:
+        """The day's daily and intraday table files."""
         daily: list[LandingFile] = []
         intraday: list[LandingFile] = []
         for file in self.listing():
             table = table_of(self.relative(file.path))
             if table is not None and table[0] == day:
                 (intraday if table[1] else daily).append(file)
-        return daily or intraday
+        return daily, intraday
 
     def parse_file(self, file: LandingFile, day: dt.date) -> ParsedLines | None:
         """The table file's rows; quarantined whole when unreadable; None while in flight."""
@@ -155,11 +160,14 @@ class Ga4Events(FileSource):
         self, days: Sequence[dt.date], now: pd.Timestamp | None = None
     ) -> Iterator[tuple[dt.date, DayEvents]]:
         for day in sorted(days):
-            parsed = [
-                item
-                for file in self.files_for_day(day)
-                if (item := self.parse_file(file, day)) is not None
-            ]
+            daily, intraday = self.tables_of_day(day)
+            parsed = [item for file in daily or intraday if (item := self.parse_file(file, day))]
+            if daily and intraday and any(item.unreadable for item in parsed):
+                # A shard of the daily table cannot be read: the intraday table still holds its
+                # events (the same rows get the same ids, so the overlap is de-duplicated).
+                parsed += [
+                    item for file in intraday if (item := self.parse_file(file, day)) is not None
+                ]
             yield day, assemble_day(drain(parsed), day, self.tz, self.rules, now=now)
 
 
