@@ -339,6 +339,9 @@ class ServingConfig(_Strict):
     covisit_window_minutes: float = Field(default=30.0, gt=0)
     #: Half-life of co-visitation weights, minutes.
     covisit_half_life_minutes: float = Field(default=120.0, gt=0)
+    #: Co-visits point forward in time (the articles read *after* one); this weighs the
+    #: reverse direction too (0: not at all).
+    covisit_backward_weight: float = Field(default=0.0, ge=0)
     #: A reader's session ends after this many minutes without a click (without a session_id).
     session_gap_minutes: float = Field(default=30.0, gt=0)
     #: Recent clicks kept per reader.

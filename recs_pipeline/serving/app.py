@@ -54,6 +54,7 @@ def live_settings(config: ServingConfig) -> LiveSettings:
         half_lives_ms=tuple(round(m * MINUTE_MS) for m in config.half_lives_minutes),
         covisit_window_ms=round(config.covisit_window_minutes * MINUTE_MS),
         covisit_half_life_ms=round(config.covisit_half_life_minutes * MINUTE_MS),
+        covisit_backward_weight=config.covisit_backward_weight,
         recent_clicks=config.recent_clicks,
     )
 

@@ -2,7 +2,9 @@
 
 Per site: decayed article popularity at several half-lives (its trend is the ratio of two), each
 reader's recent clicks (so the current session) and read articles, and item-to-item
-co-visitation (articles clicked by one reader within ``covisit_window``, decayed over hours).
+co-visitation: the articles one reader clicked *after* an article within ``covisit_window``
+(what readers went on to; the reverse direction too with ``covisit_backward_weight``), decayed
+over hours.
 The clock is event time: the newest accepted event; a late event counts (it adds what it would
 have added, decayed) without moving the clock back.
 
@@ -53,6 +55,9 @@ class LiveSettings:
     half_lives_ms: tuple[int, ...] = (3 * MINUTE_MS, 30 * MINUTE_MS, 2 * HOUR_MS)
     covisit_window_ms: int = 30 * MINUTE_MS
     covisit_half_life_ms: int = 2 * HOUR_MS
+    #: Weight of a pair read the other way round (the earlier article as a neighbour of the
+    #: later one); 0: co-visits point forward in time only.
+    covisit_backward_weight: float = 0.0
     recent_clicks: int = 20
     read_limit: int = 500
     reader_ttl_ms: int = 48 * HOUR_MS
@@ -209,8 +214,13 @@ class _SiteState:
                 if other.article_id != click.article_id and abs(t - other.ts_ms) <= (
                     s.covisit_window_ms
                 ):
-                    self._covisit(other.article_id).add(click.article_id, t)
-                    self._covisit(click.article_id).add(other.article_id, t)
+                    # A late click may precede some of the reader's clicks already seen.
+                    first, then = (other, click) if other.ts_ms <= t else (click, other)
+                    self._covisit(first.article_id).add(then.article_id, t)
+                    if s.covisit_backward_weight > 0:
+                        self._covisit(then.article_id).add(
+                            first.article_id, t, s.covisit_backward_weight
+                        )
             reader.clicks.insert(position, click)
             if len(reader.clicks) > s.recent_clicks:
                 del reader.clicks[: len(reader.clicks) - s.recent_clicks]
@@ -351,7 +361,8 @@ class MemoryLiveStore:
 # -- Redis --------------------------------------------------------------------------------------
 
 #: Applies a batch of events. ARGV: prefix, half-lives (JSON), covisit window, covisit half-life,
-#: recent clicks, reader TTL (s), rebase threshold, n, then n x (user, article, ts, session).
+#: recent clicks, reader TTL (s), rebase threshold, n, covisit backward weight, then
+#: n x (user, article, ts, session).
 #: A decayed zset ``K`` keeps its reference moment in ``K:ref`` (see ``scoring``).
 _APPLY: Final = r"""
 local P = ARGV[1]
@@ -362,7 +373,8 @@ local recent = tonumber(ARGV[5])
 local ttl = tonumber(ARGV[6])
 local rebase = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
-local function add(key, member, ts, hl)
+local back = tonumber(ARGV[9])
+local function add(key, member, ts, hl, amount)
   local refkey = key .. ':ref'
   local ref = tonumber(redis.call('GET', refkey))
   if not ref then
@@ -374,16 +386,16 @@ local function add(key, member, ts, hl)
     ref = ts
     redis.call('SET', refkey, string.format('%d', ts))
   end
-  redis.call('ZINCRBY', key, string.format('%.17g', 2 ^ ((ts - ref) / hl)), member)
+  redis.call('ZINCRBY', key, string.format('%.17g', amount * 2 ^ ((ts - ref) / hl)), member)
 end
 local clock = tonumber(redis.call('GET', P .. 'clock') or '-1')
 for i = 0, n - 1 do
-  local u = ARGV[9 + i * 4]
-  local a = ARGV[10 + i * 4]
-  local ts = tonumber(ARGV[11 + i * 4])
-  local s = ARGV[12 + i * 4]
+  local u = ARGV[10 + i * 4]
+  local a = ARGV[11 + i * 4]
+  local ts = tonumber(ARGV[12 + i * 4])
+  local s = ARGV[13 + i * 4]
   if ts > clock then clock = ts end
-  for _, hl in ipairs(hls) do add(P .. 'pop:' .. hl, a, ts, hl) end
+  for _, hl in ipairs(hls) do add(P .. 'pop:' .. hl, a, ts, hl, 1) end
   local ukey = P .. 'u:' .. u
   local prev = redis.call('LRANGE', ukey, 0, -1)
   local clicks = {}
@@ -399,12 +411,17 @@ for i = 0, n - 1 do
   if not (before_a == a and before_s == s) then
     for _, c in ipairs(clicks) do
       if c[2] ~= a and math.abs(ts - c[1]) <= window then
-        add(P .. 'cv:' .. c[2], a, ts, cvhl)
-        add(P .. 'cv:' .. a, c[2], ts, cvhl)
-        redis.call('EXPIRE', P .. 'cv:' .. c[2], ttl)
-        redis.call('EXPIRE', P .. 'cv:' .. c[2] .. ':ref', ttl)
-        redis.call('EXPIRE', P .. 'cv:' .. a, ttl)
-        redis.call('EXPIRE', P .. 'cv:' .. a .. ':ref', ttl)
+        -- forward in time: the earlier click's article gets the later one as a neighbour
+        local first, later = c[2], a
+        if c[1] > ts then first, later = a, c[2] end
+        add(P .. 'cv:' .. first, later, ts, cvhl, 1)
+        redis.call('EXPIRE', P .. 'cv:' .. first, ttl)
+        redis.call('EXPIRE', P .. 'cv:' .. first .. ':ref', ttl)
+        if back > 0 then
+          add(P .. 'cv:' .. later, first, ts, cvhl, back)
+          redis.call('EXPIRE', P .. 'cv:' .. later, ttl)
+          redis.call('EXPIRE', P .. 'cv:' .. later .. ':ref', ttl)
+        end
       end
     end
     redis.call('LPUSH', ukey, string.format('%d', ts) .. '\t' .. a .. '\t' .. s)
@@ -475,6 +492,7 @@ class RedisLiveStore:
             max(1, s.reader_ttl_ms // 1000),
             REBASE_HALF_LIVES,
             len(events),
+            s.covisit_backward_weight,
         ]
         for e in events:
             for text in (e.user_id, e.article_id, e.session_id or ""):

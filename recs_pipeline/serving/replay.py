@@ -286,6 +286,7 @@ class Baselines:
             half_lives_ms=(self.settings.half_lives_ms[0], HOUR_MS),
             covisit_window_ms=self.settings.covisit_window_ms,
             covisit_half_life_ms=self.settings.covisit_half_life_ms,
+            covisit_backward_weight=self.settings.covisit_backward_weight,
             recent_clicks=self.settings.recent_clicks,
         )
         self.settings = shadow

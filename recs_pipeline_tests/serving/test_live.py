@@ -3,6 +3,7 @@ warm-up; the API on Redis."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import uuid
@@ -122,8 +123,27 @@ def test_covisits_come_from_one_readers_clicks_within_the_window() -> None:
         ],
     )
     assert [a for a, _ in memory.neighbours(SITE, "a", 5)] == ["b"]
+    assert memory.neighbours(SITE, "b", 5) == []  # forward in time only
     assert [a for a, _ in memory.neighbours(SITE, "c", 5)] == []
     assert [c.article_id for c in memory.clicks(SITE, "r")] == ["a", "b", "c"]
+    # A late click that happened before "c" points forward to "c".
+    memory.apply(SITE, [LiveEvent("r", "late", T0 + 75 * MINUTE_MS)])
+    assert [a for a, _ in memory.neighbours(SITE, "late", 5)] == ["c"]
+    assert "late" not in [a for a, _ in memory.neighbours(SITE, "c", 5)]
+
+
+def test_backward_co_visits_weigh_as_configured(redis_store: RedisLiveStore) -> None:
+    both = dataclasses.replace(SETTINGS, covisit_backward_weight=0.5)
+    memory = MemoryLiveStore({"both": both})
+    shared = RedisLiveStore(REDIS_URL, {"both": both}, prefix=redis_store.prefix)
+    events = [LiveEvent("r", "a", T0), LiveEvent("r", "b", T0 + MINUTE_MS)]
+    memory.apply("both", events)
+    shared.apply("both", events)
+    for store in (memory, shared):
+        forward = dict(store.neighbours("both", "a", 5))
+        backward = dict(store.neighbours("both", "b", 5))
+        assert backward["a"] == pytest.approx(0.5 * forward["b"])
+    shared.close()
 
 
 def test_lake_warm_up_replays_the_newest_hours(tmp_path: Path) -> None:
