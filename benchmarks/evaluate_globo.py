@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from recs_pipeline import settings
+from recs_pipeline.adapters.lake_windows import page_views
 from recs_pipeline.adapters.sources import event_source
 from recs_pipeline.assets.models import als_params
-from recs_pipeline.assets.ranking import baseline_params, page_views, ranker_params
+from recs_pipeline.assets.ranking import baseline_params, ranker_params
 from recs_pipeline.core.als import AlsModel
 from recs_pipeline.core.baselines import Lists, click_als, fill_lists
 from recs_pipeline.core.candidates import ClickHistory, similar_matrix

@@ -200,7 +200,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     """``recs recommend``: lists as of a moment, from the lake, written as Parquet."""
     from recs_pipeline import settings
     from recs_pipeline.adapters.lake import lake_from_url
-    from recs_pipeline.assets.ranking import MissingPartition, serving_inputs_from_lake
+    from recs_pipeline.adapters.serving_inputs import MissingPartition, serving_inputs_from_lake
     from recs_pipeline.core.serving import recommendations_as_of
     from recs_pipeline.core.site import load_sites
     from recs_pipeline.core.timeframe import parse_moment

@@ -13,12 +13,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recs_pipeline.assets.models import load_als
+from recs_pipeline.adapters.model_store import load_als
 from recs_pipeline.core.holdout import next_day_truth, random_recommendations, seen_articles
 from recs_pipeline.core.metrics import ranking_metrics
 from recs_pipeline.core.timeframe import day_bounds
 from recs_pipeline.report import STAGES
-from recs_pipeline.resources import LakeResource
 from recs_pipeline_tests.conftest import Materialised
 
 PARTITIONED = (*STAGES,)
@@ -110,7 +109,7 @@ def test_similar_articles_are_among_the_recently_read(materialised: Materialised
     # the ALS model knows the whole 28-day window.
     assert set(similar["article_id"]) <= read_today
     assert set(similar["similar_article_id"]) <= read_today
-    model = load_als(LakeResource(url=materialised.lake_url), site, day)
+    model = load_als(materialised.lake, site, day)
     assert model is not None and len(set(model.article_ids) - read_today) > 0
 
 

@@ -31,8 +31,8 @@ import dagster as dg
 import pandas as pd
 
 from recs_pipeline.adapters.lake import Lake
+from recs_pipeline.adapters.model_store import ranker_info
 from recs_pipeline.assets.common import daily_partitions, key
-from recs_pipeline.assets.ranking import ranker_info
 from recs_pipeline.core.baselines import is_baseline
 from recs_pipeline.core.evaluation import ALL, best_baseline, summarise
 from recs_pipeline.core.serving import GROUPS

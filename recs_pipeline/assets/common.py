@@ -10,7 +10,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from recs_pipeline.core.schemas import DATE
 from recs_pipeline.core.site import SiteConfig
 
 #: One run for a whole range of partitions: the CLI's --partition-range needs it, and one run
@@ -149,13 +148,6 @@ def site_asset(
         tags={"site": site.name, "stage": STAGE_OF.get(name, "models")},
         freshness_policy=freshness_policy,
     )
-
-
-def of_days(frame: pd.DataFrame, days: Iterable[str]) -> pd.DataFrame:
-    """The rows of some day partitions (an input may be empty, even without columns)."""
-    if frame.empty or DATE not in frame.columns:
-        return frame.iloc[0:0]
-    return frame.loc[frame[DATE].isin(list(days))]
 
 
 def concat_days(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from functools import partial
 import dagster as dg
 import pandas as pd
 
+from recs_pipeline.adapters.model_store import MODEL_FILE, MODEL_INFO, load_als
 from recs_pipeline.assets.common import (
     DistinctCount,
     concat_days,
@@ -19,7 +20,7 @@ from recs_pipeline.assets.common import (
     trailing_window,
 )
 from recs_pipeline.core import schemas
-from recs_pipeline.core.als import AlsModel, AlsParams, load_model, save_model, train_als
+from recs_pipeline.core.als import AlsParams, save_model, train_als
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
 from recs_pipeline.core.engagement import window_interactions
 from recs_pipeline.core.matrix import build_matrix
@@ -27,9 +28,6 @@ from recs_pipeline.core.popularity import popular_articles as rank_popular
 from recs_pipeline.core.similarity import similar_articles as rank_similar
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.resources import Clock, LakeResource, run_started
-
-MODEL_FILE = "model.npz"
-MODEL_INFO = "model.json"
 
 
 def als_params(site: SiteConfig) -> AlsParams:
@@ -42,12 +40,6 @@ def als_params(site: SiteConfig) -> AlsParams:
         bm25=als.bm25,
         seed=als.seed,
     )
-
-
-def load_als(lake: LakeResource, site: SiteConfig, day: str) -> AlsModel | None:
-    """The ALS model trained as of ``day``; None when that day had too little data to train."""
-    data = lake.lake().read_artifact(site.name, "als_model", day, MODEL_FILE)
-    return load_model(data) if data is not None else None
 
 
 def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
@@ -243,9 +235,10 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         """Article -> article top-K: cosine of ALS article factors x recency, self excluded."""
         config = site.models.similar
         started = run_started(context)
+        store = lake.lake()
         frames = []
         for day in run_days(context):
-            model = load_als(lake, site, day)
+            model = load_als(store, site, day)
             if model is None:
                 continue
             rows = interactions.load(day)

@@ -7,30 +7,28 @@ from functools import partial
 import dagster as dg
 import pandas as pd
 
+from recs_pipeline.adapters.lake_windows import (
+    SectionWindow,
+    click_window,
+    opened_window,
+    readers_since,
+)
 from recs_pipeline.adapters.publishing import RecommendationBatch
+from recs_pipeline.adapters.serving_inputs import serving_inputs
 from recs_pipeline.assets.common import (
     DistinctCount,
     day_metadata,
     key,
     markdown_table,
-    of_days,
     previous_day_dep,
     run_days,
     site_asset,
     trailing_window,
 )
-from recs_pipeline.assets.models import als_params, load_als
-from recs_pipeline.assets.ranking import (
-    SectionWindow,
-    click_window,
-    load_day_ranker,
-    opened_window,
-    readers_since,
-    serving_policy,
-)
+from recs_pipeline.assets.models import als_params
 from recs_pipeline.core import schemas
-from recs_pipeline.core.day_frames import DayFrames
-from recs_pipeline.core.serving import ServingInputs, article_registry, recommendations_as_of
+from recs_pipeline.core.day_frames import DayFrames, of_days
+from recs_pipeline.core.serving import article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
@@ -58,7 +56,6 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 partition_mapping=trailing_window(site.engagement.read_days),
             ),
             "popular_articles": dg.AssetIn(key(site, "popular_articles")),
-            "similar_articles": dg.AssetIn(key(site, "similar_articles")),
             "raw_events": dg.AssetIn(
                 key(site, "raw_events"),
                 partition_mapping=trailing_window(ranker.history_days + 1),
@@ -67,6 +64,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         deps=[
             key(site, "interactions"),
             key(site, "als_model"),
+            key(site, "similar_articles"),
             key(site, "ranker_model"),
             key(site, "pages"),
             previous_day_dep(site, "recommendation_evaluation"),
@@ -76,7 +74,6 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext,
         engagement: DayFrames,
         popular_articles: pd.DataFrame,
-        similar_articles: pd.DataFrame,
         raw_events: DayFrames,
         lake: LakeResource,
         clock: Clock,
@@ -111,21 +108,17 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             seen = pairs[["user_id", "article_id"]].drop_duplicates().reset_index(drop=True)
             readers = readers_since(pairs, window_days(day, site.engagement.window_days)[0])
             as_of = clock.as_of_for(day, site.tz, started)
-            model = load_day_ranker(lake.lake(), site, day) if ranker.enabled else None
-            policy = serving_policy(lake.lake(), site, day)
-            inputs = ServingInputs(
-                moment=as_of,
-                tz=site.tz,
+            inputs = serving_inputs(
+                lake.lake(),
+                site,
+                day,
+                as_of,
                 clicks=clicks.rows(day),
                 seen=seen,
                 popular=of_days(popular_articles, [day]),
-                als=load_als(lake, site, day),
-                similar=of_days(similar_articles, [day]),
-                ranker=model,
                 categories=sections.sections(day),
-                fresh_half_life_hours=policy.fresh_half_life_hours,
-                policy=policy.sources,
                 readers=readers,
+                ranker_day=day,
             )
             recs = recommendations_as_of(inputs, per_user, ranker.active_hours)
             already_read = read_articles_recommended(recs, seen)

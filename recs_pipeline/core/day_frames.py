@@ -10,7 +10,7 @@ later window still needs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -163,3 +163,10 @@ def _then(load: DayLoader, transform: Callable[[pd.DataFrame], pd.DataFrame]) ->
 
 def _constant(frame: pd.DataFrame) -> DayLoader:
     return lambda: frame
+
+
+def of_days(frame: pd.DataFrame, days: Iterable[str]) -> pd.DataFrame:
+    """The rows of some day partitions (an input may be empty, even without columns)."""
+    if frame.empty or DATE not in frame.columns:
+        return frame.iloc[0:0]
+    return frame.loc[frame[DATE].isin(list(days))]

@@ -63,3 +63,8 @@ def window_days(day: dt.date | str, days: int) -> list[str]:
     """The ``days`` day keys ending with ``day`` (inclusive), oldest first."""
     date = dt.date.fromisoformat(day) if isinstance(day, str) else day
     return [(date - dt.timedelta(days=offset)).isoformat() for offset in range(days - 1, -1, -1)]
+
+
+def previous_day(day: str) -> str:
+    """The day key before ``day``."""
+    return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from recs_pipeline.assets.ranking import opened_window
+from recs_pipeline.adapters.lake_windows import opened_window
 from recs_pipeline.assets.serving import read_articles_recommended
 from recs_pipeline.core.day_frames import DayFrames
 
@@ -42,7 +42,7 @@ def test_window_holds_distinct_pairs_and_reads_each_partition_once() -> None:
     # Each day is reduced to distinct pairs as it is read: "shared" once per day, not per visit.
     assert len(first) == 4
 
-    from recs_pipeline.assets.ranking import readers_since
+    from recs_pipeline.adapters.lake_windows import readers_since
 
     assert list(readers_since(first, "2026-11-02")) == ["u1", "u2"]
     assert list(readers_since(first.loc[first["user_id"] == "u2"], "2026-11-03")) == []

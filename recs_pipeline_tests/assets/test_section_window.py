@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from recs_pipeline.adapters.lake import Lake, lake_from_url
-from recs_pipeline.assets.ranking import SectionWindow, article_sections
+from recs_pipeline.adapters.lake_windows import SectionWindow, article_sections
 from recs_pipeline.core.site import SiteConfig, load_site
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
