@@ -13,14 +13,14 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import dagster as dg
 import pandas as pd
 
 from recs_pipeline.adapters.sources import LandingFile, event_source
 from recs_pipeline.adapters.sources.base import SETTLE_SECONDS
-from recs_pipeline.assets.common import daily_partitions, key
+from recs_pipeline.assets.common import key
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_of
 
@@ -93,8 +93,13 @@ def new_landing_files(
     return fresh, json.dumps({"files": sorted(keys)})
 
 
+#: Scheduled and sensor runs (the site's jobs) are retried when their process dies (partitions
+#: are idempotent, so a retry is safe); a step that fails is retried by its own retry policy
+#: and a blocked gate is not retried (it would block again).
+RUN_RETRIES: Final = {"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"}
+
+
 def build_automation(site: SiteConfig) -> SiteAutomation:
-    partitions = daily_partitions(site)
     status = (
         dg.DefaultScheduleStatus.RUNNING
         if site.automation.running_by_default
@@ -108,18 +113,16 @@ def build_automation(site: SiteConfig) -> SiteAutomation:
     ingest_job = dg.define_asset_job(
         name=f"{site.name}__ingest",
         selection=dg.AssetSelection.assets(*(key(site, name) for name in INGEST_ASSETS)),
-        partitions_def=partitions,
         description=(
             f"Ingest {site.name}'s landing files for a day: events, quarantine, pages, engagement."
         ),
-        tags={"recs/site": site.name},
+        tags={"recs/site": site.name, **RUN_RETRIES},
     )
     refresh_job = dg.define_asset_job(
         name=f"{site.name}__refresh",
         selection=dg.AssetSelection.groups(site.name),
-        partitions_def=partitions,
         description=f"Rebuild and publish {site.name}'s recommendations for a day, as of a moment.",
-        tags={"recs/site": site.name},
+        tags={"recs/site": site.name, **RUN_RETRIES},
     )
 
     @dg.schedule(

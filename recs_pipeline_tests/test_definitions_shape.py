@@ -35,6 +35,17 @@ def test_assets_carry_owners_tags_and_the_publish_freshness_policy(tmp_path: Pat
     assert specs["raw_events"].tags["stage"] == "ingestion"
     assert specs["ranker_model"].tags["stage"] == "ranking"
     assert specs["published_recommendations"].tags["stage"] == "serving"
+    # Steps that talk to the serving database (or a CMS) retry with back-off; jobs' runs retry.
+    publish = next(
+        assets
+        for assets in definitions.assets or []
+        if isinstance(assets, dg.AssetsDefinition)
+        and dg.AssetKey(["news", "published_recommendations"]) in assets.keys
+    )
+    retry = publish.op.retry_policy
+    assert retry is not None and retry.max_retries == 3
+    jobs = {job.name: job for job in definitions.jobs or []}
+    assert jobs["news__refresh"].tags["dagster/max_retries"] == "2"  # type: ignore[union-attr]
     policy = specs["published_recommendations"].freshness_policy
     assert isinstance(policy, dg.FreshnessPolicy)
     assert policy.fail_window.to_timedelta() == dt.timedelta(hours=5)  # type: ignore[attr-defined]

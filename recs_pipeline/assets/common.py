@@ -20,6 +20,12 @@ with warnings.catch_warnings():
 
 LAKE_IO = "lake_io_manager"
 
+#: Steps that talk to a CMS or the serving database: three more tries, 10 s then 20 s then 40 s
+#: (± jitter), so a blip of the network or a database restart costs a retry, not a failed run.
+NETWORK_RETRIES: Final = dg.RetryPolicy(
+    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
 
 def key(site: SiteConfig, asset: str) -> dg.AssetKey:
     """``<site>/<asset>``: every site has its own lineage."""
@@ -128,12 +134,14 @@ def site_asset(
     kinds: Iterable[str] = ("parquet", "pandas"),
     stored: bool = True,
     freshness_policy: dg.FreshnessPolicy | None = None,
+    talks_to_network: bool = False,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """``@dg.asset`` with what every asset of a site shares.
 
     Day partitions in the site's time zone, the site's group and owners, tags ``site`` and
     ``stage`` (ingestion, models, ranking, serving), a single-run backfill policy and, when
-    ``stored``, the lake IO manager for the returned frame.
+    ``stored``, the lake IO manager for the returned frame. A step that ``talks_to_network``
+    (a CMS, the serving database) is retried with back-off: its writes are idempotent.
     """
     return dg.asset(
         key=key(site, name),
@@ -147,6 +155,7 @@ def site_asset(
         owners=list(site.owners),
         tags={"site": site.name, "stage": STAGE_OF.get(name, "models")},
         freshness_policy=freshness_policy,
+        retry_policy=NETWORK_RETRIES if talks_to_network else None,
     )
 
 

@@ -325,6 +325,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         site,
         "pages",
         ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
+        talks_to_network=site.pages.fetcher != "none",
     )
     def pages(
         context: dg.AssetExecutionContext,

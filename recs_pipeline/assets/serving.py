@@ -200,6 +200,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         },
         kinds={"sqlite", "postgres"},
         stored=False,
+        talks_to_network=True,
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=dt.timedelta(hours=site.publish.freshness_fail_hours),
             warn_window=dt.timedelta(hours=site.publish.freshness_warn_hours),
