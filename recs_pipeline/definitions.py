@@ -13,6 +13,7 @@ from recs_pipeline import settings
 from recs_pipeline.adapters.publishing import is_postgres_url
 from recs_pipeline.alerts import build_alert_sensors
 from recs_pipeline.assets.checks import build_gate_checks
+from recs_pipeline.assets.data_checks import build_data_checks
 from recs_pipeline.assets.ingestion import build_ingestion_assets
 from recs_pipeline.assets.models import build_model_assets
 from recs_pipeline.assets.ranking import build_ranking_assets
@@ -69,6 +70,7 @@ def build_definitions(
         for site in sites:
             assets.extend(site_assets(site))
             checks.extend(build_gate_checks(site))
+            checks.extend(build_data_checks(site))
             automation = build_automation(site)
             jobs.extend(automation.jobs)
             schedules.extend(automation.schedules)

@@ -158,11 +158,17 @@ def readers_verdict(site: SiteConfig, recs: pd.DataFrame | None, readers: int) -
     return passed, reason, {"users": float(users), "readers": float(readers), "share": share}
 
 
-def _combine(
+def combine_days(
     context: dg.AssetCheckExecutionContext,
     verdict: Callable[[str], DayVerdict],
-    keep_versions: int,
+    keep_versions: int | None = None,
+    blocking: bool = True,
 ) -> dg.AssetCheckResult:
+    """One check's result over the run's days, each day also recorded on its own partition.
+
+    ``keep_versions``: only the newest that many days are gated (the days a run publishes);
+    None gates every day. A non-blocking check reports with WARN severity.
+    """
     days = (
         sorted(context.partition_keys)
         if context.has_partition_key_range or context.has_partition_key
@@ -171,7 +177,8 @@ def _combine(
     results = {day: verdict(day) for day in days}
     # Only the days this run publishes reach readers (published_recommendations writes the
     # newest keep_versions of a range): older days of a backfill are reported, not gated.
-    gated = set(days[-keep_versions:])
+    gated = set(days[-keep_versions:] if keep_versions else days)
+    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
     if not context.has_partition_key:
         # A range run: each day gets its own evaluation, or the UI would list every day of a
         # passing check as failed (the run-level result below names no partition).
@@ -188,13 +195,11 @@ def _combine(
                         **{name: dg.MetadataValue.float(float(v)) for name, v in numbers.items()},
                     },
                     target_materialization_data=None,
-                    severity=dg.AssetCheckSeverity.ERROR
-                    if day in gated
-                    else dg.AssetCheckSeverity.WARN,
+                    severity=severity if day in gated else dg.AssetCheckSeverity.WARN,
                     description=reason
                     if ok or day in gated
                     else f"not published, not gated: {reason}",
-                    blocking=day in gated,
+                    blocking=blocking and day in gated,
                     partition=day,
                 )
             )
@@ -208,7 +213,7 @@ def _combine(
     )
     return dg.AssetCheckResult(
         passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         description=results[shown][1] if shown else "no day to check",
         metadata={
             "days_failed": dg.MetadataValue.int(len(failed)),
@@ -300,7 +305,7 @@ def _gate_check(site: SiteConfig, check: GateCheck) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, lake: LakeResource
     ) -> dg.AssetCheckResult:
         store = lake.lake()
-        return _combine(
+        return combine_days(
             context, lambda day: check.day_verdict(store, site, day), site.publish.keep_versions
         )
 

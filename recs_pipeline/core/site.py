@@ -365,6 +365,17 @@ class ServingConfig(_Strict):
         return value
 
 
+class DataChecksConfig(_Strict):
+    """Non-blocking checks on each day's events (``assets/data_checks.py``)."""
+
+    #: A finished day's events must be within ``volume_ratio`` x of the median of the
+    #: previous ``volume_days`` days that have events (both ways).
+    volume_days: int = Field(default=7, ge=2)
+    volume_ratio: float = Field(default=3.0, gt=1.0)
+    #: Quarantined lines / all lines of a day.
+    max_quarantine_share: float = Field(default=0.05, ge=0.0, le=1.0)
+
+
 class SiteConfig(_Strict):
     """One news site: its events, thresholds, models and automation."""
 
@@ -382,6 +393,7 @@ class SiteConfig(_Strict):
     publish: PublishConfig = PublishConfig()
     automation: AutomationConfig = AutomationConfig()
     serving: ServingConfig = ServingConfig()
+    checks: DataChecksConfig = DataChecksConfig()
 
     @field_validator("name")
     @classmethod
