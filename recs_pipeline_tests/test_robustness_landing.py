@@ -143,3 +143,31 @@ def test_an_emptied_or_vanished_landing_area_never_wipes_the_lake(tmp_path: Path
     moved.rename(landing)
     assert ingest(site, lake_url).success
     pd.testing.assert_frame_equal(lake.read_partition("guarded", "raw_events", DAY), stored)
+
+
+def test_files_that_the_glob_does_not_take_are_an_error_naming_the_glob(tmp_path: Path) -> None:
+    landing = tmp_path / "clicks"
+    landing.mkdir()
+    (landing / "clicks_hour_000.csv").write_text("u,a,t\nx,1,1507000000000\n")
+    config = SiteConfig.model_validate(
+        {
+            "name": "s",
+            "timezone": "UTC",
+            "start_date": "2017-10-01",
+            "events": {
+                "format": "csv",
+                "location": str(landing),
+                "files": "clicks_hour_*.csv.gz",
+                "columns": {"user_id": "u", "article_id": "a", "timestamp": "t"},
+            },
+        }
+    )
+    with pytest.raises(FileNotFoundError, match=r"matches events.files 'clicks_hour_\*.csv.gz'"):
+        event_source(config).list_files()
+    # The example Globo site's glob takes both the plain and the gzipped files.
+    loose = config.model_copy(
+        update={"events": config.events.model_copy(update={"files": "clicks_hour_*.csv*"})}
+    )
+    assert [f.path.rsplit("/", 1)[-1] for f in event_source(loose).list_files()] == [
+        "clicks_hour_000.csv"
+    ]

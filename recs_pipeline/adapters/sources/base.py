@@ -152,6 +152,7 @@ class FileSource:
         self.check_location()
         selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
         files = []
+        others: list[str] = []
         for info in self.fs.get_file_info(selector):
             if info.type != pafs.FileType.File:
                 continue
@@ -161,6 +162,16 @@ class FileSource:
             if matches(relative, self.config.file_glob):
                 mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
                 files.append(LandingFile(info.path, int(info.size or 0), mtime))
+            else:
+                others.append(relative)
+        if not files and others:
+            # Files landed but the site's glob takes none of them: a misconfiguration that
+            # would otherwise ingest 0 events and call it a success.
+            raise FileNotFoundError(
+                f"no file of landing folder {self.config.location} matches "
+                f"events.files {self.config.file_glob!r}: {len(others)} other files there, "
+                f"e.g. {sorted(others)[:3]}"
+            )
         return sorted(files, key=lambda f: f.path)
 
     def listing(self) -> list[LandingFile]:
