@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +232,75 @@ def test_redis_down_keeps_the_published_lists(
     ready = api.client.get("/readyz").json()
     assert ready["live_store"] == "unreachable" and ready["ready"] is True
     assert "recs_live_store_up 0.0" in api.client.get("/metrics").text
+
+
+def test_redis_restarted_mid_traffic(
+    start_api: StartApi, sqlite_db: tuple[str, SqlitePublisher], tmp_path: Path
+) -> None:
+    """A Redis of this test's own (memory only) is stopped and started again under the API."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("this test needs the redis-server binary (apt-get install redis-server)")
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(port=port, socket_timeout=0.2)
+        for _ in range(100):
+            try:
+                if probe.ping():
+                    break
+            except redis.RedisError:
+                time.sleep(0.05)
+        probe.close()
+        return process
+
+    url, publisher = sqlite_db
+    publish_version(publisher, AS_OF)
+    server = start_redis()
+    try:
+        store = RedisLiveStore(
+            f"redis://127.0.0.1:{port}/0", {SITE: SETTINGS}, prefix="t:", socket_timeout=0.5
+        )
+        api = start_api(url, site_config(), live=store)
+        assert api.events([click("a", "fresh", 0)]).json()["accepted"] == 1
+        assert api.recs("u1", k=1)["items"][0] == {
+            "article_id": "fresh",
+            "score": 1.0,
+            "source": "live",
+            "trend": None,
+        }
+        server.terminate()
+        server.wait(timeout=10)
+        # Redis away: the published lists answer, writes say so.
+        items = api.recs("u1", k=2)["items"]
+        assert [(i["article_id"], i["source"]) for i in items] == [
+            ("p1", "personal"),
+            ("p2", "personal"),
+        ]
+        assert api.events([click("a", "x", 1)]).status_code == 503
+        assert api.client.get("/readyz").json()["live_store"] == "unreachable"
+        # Back (empty: it keeps nothing on disk): events are accepted again and count at once.
+        server = start_redis()
+        assert api.events([click("b", "later", 2)]).json()["accepted"] == 1
+        assert api.recs("u1", k=1)["items"][0]["article_id"] == "later"
+        assert api.client.get("/readyz").json()["live_store"] == "ok"
+        store.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
