@@ -588,3 +588,37 @@ def test_an_unreadable_ga4_daily_shard_is_filled_in_from_the_intraday_table(
     settle(*daily.iterdir())
     result, _ = one_day(config)
     assert len(result.events) == 20 and result.duplicates == 0 and result.lines_read == 20
+
+
+def test_a_quote_that_opens_a_field_never_closed_costs_only_its_line(tmp_path: Path) -> None:
+    """``1","`` has an even number of quotes but opens a field that swallows the next lines."""
+    from recs_pipeline.adapters.sources import event_source
+    from recs_pipeline.core.site import SiteConfig
+
+    base = 1_794_322_800_000
+    rows = [f"valid-{i},{100 + i},{base + i * 1000}" for i in range(5)]
+    body = "\n".join(["user_id,click_article_id,click_timestamp", *rows[:3], '1","', *rows[3:]])
+    path = tmp_path / "clicks.csv"
+    path.write_text(body + "\n")
+    old = path.stat().st_mtime - 3600
+    os.utime(path, (old, old))
+    config = SiteConfig.model_validate(
+        {
+            "name": "c",
+            "timezone": "UTC",
+            "start_date": "2026-11-01",
+            "events": {
+                "format": "csv",
+                "location": str(tmp_path),
+                "columns": {
+                    "user_id": "user_id",
+                    "article_id": "click_article_id",
+                    "timestamp": "click_timestamp",
+                },
+            },
+        }
+    )
+    [(_, day)] = list(event_source(config).read_days([dt.date(2026, 11, 10)]))
+    assert sorted(day.events["user_id"]) == [f"valid-{i}" for i in range(5)]
+    assert day.quarantine["reason"].tolist() == ["malformed_row"]
+    assert day.unaccounted() == 0

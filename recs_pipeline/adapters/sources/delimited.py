@@ -214,12 +214,49 @@ def delimited_rows(
             data = b"\n".join(kept) + b"\n"
         if not kept:
             continue
-        skipped: list[int] = []
+        parsed = _parse(kept, names, delimiter, quote, include)
+        if parsed is None and quote:
+            # Even quote counts can still open a field that never closes (``1","``) and
+            # swallow the next lines: find the lines that do not parse as one row on their own.
+            unsound = {
+                i
+                for i, line in enumerate(kept)
+                if b'"' in line and not _one_row(line, names, delimiter, include)
+            }
+            for i in sorted(unsound):
+                bad.append(("malformed_row", source_file, int(kept_numbers[i]), _raw(kept[i])))
+            kept = [line for i, line in enumerate(kept) if i not in unsound]
+            kept_numbers = [n for i, n in enumerate(kept_numbers) if i not in unsound]
+            if not kept:
+                continue
+            parsed = _parse(kept, names, delimiter, quote, include)
+        if parsed is None:
+            raise RuntimeError(f"{source_file}: the CSV reader lost track of line numbers")
+        table, skipped = parsed
+        numbers = np.asarray(kept_numbers, dtype="int64")
+        for position in skipped:
+            bad.append(("malformed_row", source_file, int(numbers[position]), _raw(kept[position])))
+        numbers = np.delete(numbers, skipped)
+        if table.num_rows == 0:
+            continue
+        record = table.combine_chunks().to_batches()[0]
+        frame, not_utf8 = _decode(record, [columns[c] for c in record.schema.names])
+        yield frame, numbers, not_utf8
 
-        def on_invalid(row: pacsv.InvalidRow, skipped: list[int] = skipped) -> str:
-            skipped.append(-1 if row.number is None else row.number - 1)
-            return "skip"
 
+def _parse(
+    lines: list[bytes], names: list[str], delimiter: str, quote: bool, include: list[str]
+) -> tuple[pa.Table, list[int]] | None:
+    """The rows of some lines and the positions of the lines the reader skipped as invalid;
+    None when rows and lines no longer match one to one (a quote that spans lines)."""
+    data = b"\n".join(lines) + b"\n"
+    skipped: list[int] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        skipped.append(-1 if row.number is None else row.number - 1)
+        return "skip"
+
+    try:
         table = pacsv.read_csv(
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(
@@ -237,22 +274,16 @@ def delimited_rows(
                 strings_can_be_null=False,
             ),
         )
-        numbers = np.asarray(kept_numbers, dtype="int64")
-        if skipped:
-            if -1 in skipped or len(skipped) + table.num_rows != len(kept):
-                raise RuntimeError(f"{source_file}: the CSV reader lost track of line numbers")
-            for position in skipped:
-                bad.append(
-                    ("malformed_row", source_file, int(numbers[position]), _raw(kept[position]))
-                )
-            numbers = np.delete(numbers, skipped)
-        if len(numbers) != table.num_rows:
-            raise RuntimeError(f"{source_file}: the CSV reader lost track of line numbers")
-        if table.num_rows == 0:
-            continue
-        record = table.combine_chunks().to_batches()[0]
-        frame, not_utf8 = _decode(record, [columns[c] for c in record.schema.names])
-        yield frame, numbers, not_utf8
+    except pa.ArrowInvalid:
+        return None
+    if -1 in skipped or len(skipped) + table.num_rows != len(lines):
+        return None
+    return table, skipped
+
+
+def _one_row(line: bytes, names: list[str], delimiter: str, include: list[str]) -> bool:
+    parsed = _parse([line], names, delimiter, True, include)
+    return parsed is not None and parsed[0].num_rows == 1
 
 
 def _raw(line: bytes) -> str:
