@@ -50,7 +50,7 @@ class CandidateParams:
     #: Clicks older than this (before the moment) are ignored by popularity and co-visitation.
     lookback_hours: float = 7 * 24.0
     #: Minutes-scale popularity: what is being opened right now (the strongest 2-hour signal).
-    pop_now_half_life_hours: float = 0.1
+    pop_now_half_life_hours: float = 0.05
     pop_now_n: int = 30
     pop_hour_half_life_hours: float = 1.0
     pop_day_half_life_hours: float = 24.0
