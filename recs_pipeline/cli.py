@@ -246,8 +246,10 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "comes from RECS_DATABASE_URL, live state from RECS_LIVE_URL (in process when unset), "
         "the warm-up events from the lake (RECS_LAKE_URL).",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (loopback by default)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument(
         "--site", action="append", default=[], help="serve this site (repeatable; default all)"
     )
@@ -277,10 +279,22 @@ def _add_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "list before every session's last click over HTTP, and score it with the same run's "
         "baselines (README: Serving).",
     )
-    parser.add_argument("--site", required=True)
-    parser.add_argument("--days", nargs=2, type=_date, required=True, metavar=("FIRST", "LAST"))
+    parser.add_argument("--site", required=True, help="site name (a file in the sites folder)")
+    parser.add_argument(
+        "--days",
+        nargs=2,
+        type=_date,
+        required=True,
+        metavar=("FIRST", "LAST"),
+        help="first and last local day to replay, YYYY-MM-DD",
+    )
     parser.add_argument("--sample", type=int, default=None, help="sessions to score in all")
-    parser.add_argument("--warm-hours", type=float, default=24.0)
+    parser.add_argument(
+        "--warm-hours",
+        type=float,
+        default=24.0,
+        help="hours of events before each day posted first, to warm the live state",
+    )
     parser.add_argument("--database-url", default=None, help="default: an empty database")
     parser.set_defaults(handler=cmd_replay)
 

@@ -65,3 +65,22 @@ def test_loading_the_code_location_silences_no_warning_process_wide() -> None:
     )
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_cli_option_has_help_text() -> None:
+    import argparse
+
+    from recs_pipeline.cli import build_parser
+
+    parser = build_parser()
+    commands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    missing = [
+        f"recs {name} {action.option_strings or action.dest}"
+        for name, command in commands.choices.items()
+        for action in command._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert not missing, missing
+    assert len(commands.choices) >= 6
