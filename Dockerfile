@@ -54,7 +54,7 @@ COPY deploy/workspace.yaml ./deploy/workspace.yaml
 COPY deploy/dagster.postgres.yaml /opt/dagster/home/dagster.yaml
 
 USER 10001:10001
-EXPOSE 3000 4000
+EXPOSE 3000 4000 8000
 
 # The code location; the webserver and the daemon override the command (docker-compose.yml).
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "recs_pipeline.definitions", "--location-name", "recs_pipeline"]
