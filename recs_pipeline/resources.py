@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
+from dagster._utils.cached_method import cached_method
 from pydantic import Field
 
 from recs_pipeline.adapters.lake import Lake, lake_from_url
@@ -17,12 +18,30 @@ from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.timeframe import as_of_for_day, parse_moment
 
 
+class BoundAtDefinition:
+    """A resource whose config is fixed where the code location is defined, not per run.
+
+    A ``ConfigurableResource`` built as ``LakeResource(url=...)`` keeps its fields in the run
+    config schema with those values as defaults, so a run config (from the UI, or a GraphQL
+    ``launchRun`` sent by another web page) could point the lake or the publisher elsewhere.
+    This mixin hands Dagster the resource ``configured`` with its own values behind an empty
+    schema: a run config that names any of its fields fails validation before the run starts.
+    An ``EnvVar`` stays one: it is read in the run's process, never shown in the run config.
+    """
+
+    @cached_method  # Dagster resolves resources by identity: always the same definition
+    def get_resource_definition(self) -> Any:  # a plain ResourceDefinition, not the factory one
+        definition: dg.ResourceDefinition = super().get_resource_definition()  # type: ignore[misc]
+        fixed = dict(self._resolved_config_dict)  # type: ignore[attr-defined]
+        return definition.configured(lambda _: fixed, config_schema={})
+
+
 def site_and_asset(key: dg.AssetKey) -> tuple[str, str]:
     """Asset keys are ``<site>/<asset>``."""
     return key.path[0], key.path[-1]
 
 
-class LakeIOManager(dg.ConfigurableIOManager):
+class LakeIOManager(BoundAtDefinition, dg.ConfigurableIOManager):
     """Stores day-partitioned DataFrames as Parquet partitions of the lake.
 
     An asset hands over either one frame with a ``date`` column (a run over a range of partitions,
@@ -140,7 +159,7 @@ def _read_day(lake: Lake, site: str, asset: str, day: str) -> pd.DataFrame:
     return frame
 
 
-class LakeResource(dg.ConfigurableResource):
+class LakeResource(BoundAtDefinition, dg.ConfigurableResource):
     """Direct access to the lake, for model artifacts and reads outside IO managers."""
 
     url: str = Field(description="Folder or URL of the lake (RECS_LAKE_URL)")
@@ -149,7 +168,7 @@ class LakeResource(dg.ConfigurableResource):
         return lake_from_url(self.url)
 
 
-class PublisherResource(dg.ConfigurableResource):
+class PublisherResource(BoundAtDefinition, dg.ConfigurableResource):
     """The serving database that recommendations are published to (RECS_DATABASE_URL)."""
 
     url: str = Field(description="sqlite:///path or a database URL (RECS_DATABASE_URL)")
