@@ -11,8 +11,10 @@ UV := $(PYTHON) -m uv
 BIN := .venv/bin
 
 DEMO_START ?= 2026-11-01
-DEMO_END ?= 2026-11-14
-DEMO_DAYS ?= 14
+# A week: every published day (the newest publish.keep_versions) has the clicks its ranker's
+# anchors and their lookback read (models.ranker.history_days + two days of anchors).
+DEMO_END ?= 2026-11-07
+DEMO_DAYS ?= 7
 DEMO_USERS ?= 4000
 DEMO_EVENTS_PER_DAY ?= 60000
 
