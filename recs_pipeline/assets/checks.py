@@ -253,64 +253,73 @@ def _readers_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
 
 
 @dataclass(frozen=True)
-class GateCheck:
-    """One check of the gate: its name and description in the UI, and a day's verdict."""
+class DayCheck:
+    """One check: its name and description in the UI, and a day's verdict."""
 
     name: str
     description: str
     day_verdict: Callable[[Lake, SiteConfig, str], DayVerdict]
-    #: What the verdict reads besides ``user_recommendations`` (dependencies of the check).
-    reads: tuple[str, ...] = ("ranker_model",)
+    #: What the verdict reads besides the checked asset (dependencies of the check).
+    reads: tuple[str, ...] = ()
 
 
 GATE: Final = (
-    GateCheck(
+    DayCheck(
         "served_beats_best_baseline",
         "What readers are served beats the best baseline (tuned pop_decay included), overall and "
         "in every reader group.",
         _served_day,
         reads=("recommendation_evaluation",),
     ),
-    GateCheck(
+    DayCheck(
         "ranker_beats_best_baseline",
         "The ranker's held-out NDCG@10 beats the best baseline by the site's margin.",
         _ranker_day,
+        reads=("ranker_model",),
     ),
-    GateCheck(
+    DayCheck(
         "coverage_above_floor",
         "The served model's validation coverage is above the site's floor.",
         _coverage_day,
+        reads=("ranker_model",),
     ),
-    GateCheck(
+    DayCheck(
         "enough_readers_have_recommendations",
         "Enough of the window's readers have a list.",
         _readers_day,
-        reads=(),
     ),
 )
 
 
-def _gate_check(site: SiteConfig, check: GateCheck) -> dg.AssetChecksDefinition:
-    """A blocking check on ``user_recommendations``: the check's verdict on each day of the run."""
+def day_check(
+    site: SiteConfig,
+    asset: str,
+    check: DayCheck,
+    blocking: bool,
+    keep_versions: int | None = None,
+) -> dg.AssetChecksDefinition:
+    """A partitioned check on one of the site's assets: ``check``'s verdict on each day of the
+    run (the gate's checks are blocking; the data checks are not)."""
 
     @dg.asset_check(
-        asset=key(site, "user_recommendations"),
+        asset=key(site, asset),
         name=check.name,
-        blocking=True,
+        blocking=blocking,
         partitions_def=daily_partitions(site),
         additional_deps=[key(site, name) for name in check.reads] or None,
         description=check.description,
     )
-    def gate_check(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
-    ) -> dg.AssetCheckResult:
+    def evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         store = lake.lake()
         return combine_days(
-            context, lambda day: check.day_verdict(store, site, day), site.publish.keep_versions
+            context, lambda day: check.day_verdict(store, site, day), keep_versions, blocking
         )
 
-    return gate_check
+    return evaluate
 
 
 def build_gate_checks(site: SiteConfig) -> list[dg.AssetChecksDefinition]:
-    return [_gate_check(site, check) for check in GATE]
+    return [
+        day_check(site, "user_recommendations", check, True, site.publish.keep_versions)
+        for check in GATE
+    ]

@@ -12,18 +12,14 @@ reaches the alert webhook through ``recs_failed_check_alert``.
 """
 
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
 from recs_pipeline.adapters.lake import Lake
-from recs_pipeline.assets.checks import DayVerdict, combine_days
-from recs_pipeline.assets.common import daily_partitions, key
+from recs_pipeline.assets.checks import DayCheck, DayVerdict, day_check
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_bounds, window_days
-from recs_pipeline.resources import LakeResource
 
 __all__ = [
     "build_data_checks",
@@ -69,13 +65,6 @@ def empty_day_verdict(events: int, quarantined: int, finished: bool = True) -> D
     return False, "no landing line for the whole day: is the tracker or the export running?", {}
 
 
-@dataclass(frozen=True)
-class DataCheck:
-    name: str
-    description: str
-    day_verdict: Callable[[Lake, SiteConfig, str], DayVerdict]
-
-
 def _finished(site: SiteConfig, day: str) -> bool:
     _, end = day_bounds(day, site.tz)
     return pd.Timestamp.now(tz="UTC") >= end
@@ -108,39 +97,26 @@ def _empty_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
 
 
 DATA_CHECKS = (
-    DataCheck(
+    DayCheck(
         "event_volume_near_median",
         "A finished day's events are near the median of the previous days.",
         _volume_day,
+        reads=("quarantined_events",),
     ),
-    DataCheck(
+    DayCheck(
         "quarantine_share_below_limit",
         "Few of the day's landing lines were quarantined.",
         _quarantine_day,
+        reads=("quarantined_events",),
     ),
-    DataCheck("landing_day_not_empty", "A finished day has landing lines.", _empty_day),
+    DayCheck(
+        "landing_day_not_empty",
+        "A finished day has landing lines.",
+        _empty_day,
+        reads=("quarantined_events",),
+    ),
 )
 
 
-def _data_check(site: SiteConfig, check: DataCheck) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=key(site, "raw_events"),
-        name=check.name,
-        blocking=False,
-        partitions_def=daily_partitions(site),
-        additional_deps=[key(site, "quarantined_events")],
-        description=check.description,
-    )
-    def data_check(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
-    ) -> dg.AssetCheckResult:
-        store = lake.lake()
-        return combine_days(
-            context, lambda day: check.day_verdict(store, site, day), blocking=False
-        )
-
-    return data_check
-
-
 def build_data_checks(site: SiteConfig) -> list[dg.AssetChecksDefinition]:
-    return [_data_check(site, check) for check in DATA_CHECKS]
+    return [day_check(site, "raw_events", check, blocking=False) for check in DATA_CHECKS]
