@@ -95,11 +95,6 @@ class PageRules:
         article = match.group(1) if match.groups() else match.group(0)
         return (article, None) if article else (None, NO_ARTICLE_ID)
 
-    def url_of(self, path: str) -> str:
-        """The page's full URL on the site's first host (for fetchers)."""
-        host = self.hosts[0] if self.hosts else "localhost"
-        return f"https://{host}{path}"
-
 
 def _bare_host(host: str) -> str:
     host = host.lower().rstrip(".")

@@ -82,10 +82,6 @@ class CircuitBreaker:
         self.times_opened = 0
         self._trial = False
 
-    @property
-    def is_open(self) -> bool:
-        return self.opened_at is not None
-
     def allow(self) -> bool:
         if self.opened_at is None:
             return True
