@@ -13,6 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recs_pipeline.core.site import SiteConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -134,6 +138,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site(name: str) -> SiteConfig | None:
+    """The site of that name in the sites folder; None (and says so) when there is none."""
+    from recs_pipeline import settings
+    from recs_pipeline.core.site import load_sites
+
+    sites = {site.name: site for site in load_sites(settings.sites_dir())}
+    if name not in sites:
+        print(f"unknown site {name!r}; known: {', '.join(sorted(sites))}", file=sys.stderr)
+        return None
+    return sites[name]
+
+
 def _add_summary(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "summary",
@@ -148,15 +164,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from recs_pipeline import settings
     from recs_pipeline.adapters.lake import lake_from_url
     from recs_pipeline.adapters.publishing import publisher_from_url
-    from recs_pipeline.core.site import load_sites
     from recs_pipeline.report import site_summary
 
-    sites = {site.name: site for site in load_sites(settings.sites_dir())}
-    if args.site not in sites:
-        print(f"unknown site {args.site!r}; known: {', '.join(sorted(sites))}", file=sys.stderr)
+    site = _site(args.site)
+    if site is None:
         return 2
     lake = lake_from_url(settings.lake_url())
-    print(site_summary(sites[args.site], lake, publisher_from_url(settings.database_url())))
+    print(site_summary(site, lake, publisher_from_url(settings.database_url())))
     return 0
 
 
@@ -202,14 +216,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from recs_pipeline.adapters.lake import lake_from_url
     from recs_pipeline.adapters.serving_inputs import MissingPartition, serving_inputs_from_lake
     from recs_pipeline.core.serving import recommendations_as_of
-    from recs_pipeline.core.site import load_sites
     from recs_pipeline.core.timeframe import parse_moment
 
-    sites = {site.name: site for site in load_sites(settings.sites_dir())}
-    if args.site not in sites:
-        print(f"unknown site {args.site!r}; known: {', '.join(sorted(sites))}", file=sys.stderr)
+    site = _site(args.site)
+    if site is None:
         return 2
-    site = sites[args.site]
     try:
         moment = parse_moment(args.as_of)
     except ValueError as error:
@@ -301,18 +312,15 @@ def _add_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """``recs replay``: print the session protocol's table for the days."""
-    from recs_pipeline import settings
-    from recs_pipeline.core.site import load_sites
     from recs_pipeline.serving.replay import iter_days, markdown, replay
 
-    sites = {s.name: s for s in load_sites(settings.sites_dir())}
-    if args.site not in sites:
-        print(f"recs replay: unknown site {args.site!r}", file=sys.stderr)
+    site = _site(args.site)
+    if site is None:
         return 2
     began = time.perf_counter()
     try:
         results = replay(
-            sites[args.site],
+            site,
             list(iter_days(*args.days)),
             database_url=args.database_url,
             warm_hours=args.warm_hours,
