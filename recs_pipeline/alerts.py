@@ -44,21 +44,37 @@ def post_alert(text: str, url: str, timeout: float = 10.0) -> None:
         raise AlertNotSent(f"alert webhook answered HTTP {response.status_code}")
 
 
-def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
-    """(asset key, check name, reason) of every check evaluation of the run that failed."""
+def failed_evaluations(records: list[dg.EventLogEntry]) -> list[dg.AssetCheckEvaluation]:
+    """The failed check evaluations among a run's event log records."""
     out = []
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+    for record in records:
         event = record.dagster_event
-        if event is None:
+        if event is None or event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             continue
         evaluation = event.asset_check_evaluation_data
-        if evaluation.passed:
-            continue
-        reason = evaluation.metadata.get("reason")
-        text = str(reason.value) if reason is not None else (evaluation.description or "")
-        day = f" [{evaluation.partition}]" if evaluation.partition else ""
-        out.append((evaluation.asset_key.to_user_string() + day, evaluation.check_name, text))
+        if not evaluation.passed:
+            out.append(evaluation)
     return out
+
+
+def reason_of(evaluation: dg.AssetCheckEvaluation) -> str:
+    """What a check said: its ``reason`` metadata, else its description."""
+    reason = evaluation.metadata.get("reason")
+    return str(reason.value) if reason is not None else (evaluation.description or "")
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
+    """(asset key [partition], check name, reason) of every failed check evaluation of a run."""
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    return [
+        (
+            evaluation.asset_key.to_user_string()
+            + (f" [{evaluation.partition}]" if evaluation.partition else ""),
+            evaluation.check_name,
+            reason_of(evaluation),
+        )
+        for evaluation in failed_evaluations(list(records))
+    ]
 
 
 def _sites(run: dg.DagsterRun) -> list[str]:

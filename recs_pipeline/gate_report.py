@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from recs_pipeline.adapters.publishing import Publisher
+from recs_pipeline.alerts import failed_evaluations, reason_of
 from recs_pipeline.assets.checks import GATE
 
 __all__ = ["GateOutcome", "last_run_gate"]
@@ -45,17 +46,13 @@ def last_run_gate(instance: dg.DagsterInstance, site: str) -> GateOutcome | None
             if record.dagster_event is not None
             and record.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
         )
-        reasons = []
-        for record in records:
-            event = record.dagster_event
-            if event is None or event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-                continue
-            evaluation = event.asset_check_evaluation_data
-            if not evaluation.passed and evaluation.asset_key.path[0] == site:
-                reason = evaluation.metadata.get("reason")
-                text = str(reason.value) if reason is not None else evaluation.description or ""
-                reasons.append((evaluation.check_name, text))
-        return GateOutcome(run.run_id, failed, gate_steps, tuple(reasons))
+        # Blocking failures only: a day a range run does not publish is reported, not gated.
+        reasons = tuple(
+            (evaluation.check_name, reason_of(evaluation))
+            for evaluation in failed_evaluations(list(records))
+            if evaluation.asset_key.path[0] == site and evaluation.blocking
+        )
+        return GateOutcome(run.run_id, failed, gate_steps, reasons)
     return None
 
 
