@@ -35,7 +35,7 @@ import pandas as pd
 
 from recs_pipeline.core.als import AlsModel
 from recs_pipeline.core.baselines import pop_decay_half_life
-from recs_pipeline.core.candidates import HOUR, ClickHistory, similar_matrix
+from recs_pipeline.core.candidates import HOUR, ClickHistory, _isin_sorted, similar_matrix
 from recs_pipeline.core.ranker import RankerModel, RankingContext, rank_lists
 from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 
@@ -195,7 +195,7 @@ def recommendations_as_of(
     first = np.sort(first)
     fill_codes, fill_scores = fill_codes[first], fill_scores[first]
 
-    read_keys = _read_keys(requested, seen, history, inputs.moment, codes, vocab, width)
+    read_keys = _read_keys(requested, seen, history, inputs.moment, codes, vocab, hist_to_vocab)
 
     # Each reader's source: the policy's for its group; the ranker by default, fresh
     # popularity when the source is missing (no ranker that day, no ALS model).
@@ -348,9 +348,11 @@ def _read_keys(
     moment: pd.Timestamp,
     codes: np.ndarray,
     vocab: pd.Index,
-    width: np.int64,
+    hist_to_vocab: np.ndarray,
 ) -> np.ndarray:
-    """Sorted ``reader position * width + article`` keys of everything the readers have read."""
+    """Sorted ``reader position * len(vocab) + article`` keys of everything the readers have
+    read (``hist_to_vocab``: the history's article codes in the vocabulary)."""
+    width = np.int64(max(len(vocab), 1))
     position = requested.get_indexer(pd.Index(seen["user_id"].to_numpy(), dtype=object))
     article = vocab.get_indexer(pd.Index(seen["article_id"].to_numpy(), dtype=object))
     keep = position >= 0
@@ -361,16 +363,8 @@ def _read_keys(
     position_of_code[codes[known]] = known
     clicked_by = position_of_code[history.user_code[:end]]
     mine = clicked_by >= 0
-    hist_to_vocab = vocab.get_indexer(history.articles).astype(np.int64)
     keys.append(clicked_by[mine] * width + hist_to_vocab[history.article_code[:end][mine]])
     return np.unique(np.concatenate(keys))
-
-
-def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
-    if not len(sorted_unique):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
-    return sorted_unique[at] == values
 
 
 def _take_unread(
