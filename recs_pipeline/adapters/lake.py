@@ -77,7 +77,9 @@ class Lake:
         self._atomic_write(path, buffer.getvalue())
         return path
 
-    def _read_object_table(self, path: str, attempts: int = 5) -> pa.Table:
+    def _read_object_table(
+        self, path: str, attempts: int = 5, columns: Sequence[str] | None = None
+    ) -> pa.Table:
         """A Parquet object read whole, then parsed.
 
         An object store has no open file handle to pin a version: reading the footer and the
@@ -90,7 +92,7 @@ class Lake:
             with self.fs.open_input_stream(path, compression=None) as stream:
                 data = stream.read()
             try:
-                return pq.read_table(pa.BufferReader(data))
+                return pq.read_table(pa.BufferReader(data), columns=columns)
             except (pa.ArrowInvalid, OSError):  # truncated: the object changed under the read
                 if attempt == attempts:
                     raise
@@ -101,24 +103,30 @@ class Lake:
         info = self.fs.get_file_info(self.partition_path(site, asset, day))
         return info.type == pafs.FileType.File
 
-    def read_partition(self, site: str, asset: str, day: str) -> pd.DataFrame | None:
+    def read_partition(
+        self, site: str, asset: str, day: str, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame | None:
+        """A day's partition (only ``columns`` of it when given); None when it does not exist."""
         if not self.has_partition(site, asset, day):
             return None
         path = self.partition_path(site, asset, day)
+        wanted = None if columns is None else list(columns)
         if self.is_local:
-            table = pq.read_table(path, filesystem=self.fs)
+            table = pq.read_table(path, filesystem=self.fs, columns=wanted)
         else:
-            table = self._read_object_table(path)
+            table = self._read_object_table(path, columns=wanted)
         frame = table.to_pandas()
         frame.insert(0, schemas.DATE, day)
         return frame
 
-    def read_partitions(self, site: str, asset: str, days: Sequence[str]) -> pd.DataFrame | None:
+    def read_partitions(
+        self, site: str, asset: str, days: Sequence[str], columns: Sequence[str] | None = None
+    ) -> pd.DataFrame | None:
         """The existing partitions among ``days`` concatenated; None when none exists."""
         frames = [
             frame
             for day in sorted(days)
-            if (frame := self.read_partition(site, asset, day)) is not None
+            if (frame := self.read_partition(site, asset, day, columns)) is not None
         ]
         non_empty = [frame for frame in frames if not frame.empty]
         if non_empty:

@@ -45,7 +45,7 @@ DayVerdict = tuple[bool, str, dict[str, float]]
 
 def _served_by_ranker(lake: Lake, site: SiteConfig, day: str) -> bool | None:
     """Whether a day's lists came from the ranker; None when the day has no lists."""
-    recs = lake.read_partition(site.name, "user_recommendations", day)
+    recs = lake.read_partition(site.name, "user_recommendations", day, columns=["source"])
     if recs is None or recs.empty:
         return None
     return bool((recs["source"] == "ranker").any())
@@ -242,9 +242,9 @@ def _served_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
 
 
 def _readers_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
-    recs = lake.read_partition(site.name, "user_recommendations", day)
+    recs = lake.read_partition(site.name, "user_recommendations", day, columns=["user_id"])
     engagement = lake.read_partitions(
-        site.name, "engagement", window_days(day, site.engagement.window_days)
+        site.name, "engagement", window_days(day, site.engagement.window_days), columns=["user_id"]
     )
     readers = (
         int(engagement["user_id"].nunique()) if engagement is not None and len(engagement) else 0
