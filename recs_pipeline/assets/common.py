@@ -32,6 +32,17 @@ def key(site: SiteConfig, asset: str) -> dg.AssetKey:
     return dg.AssetKey([site.name, asset])
 
 
+def site_pool(site: SiteConfig) -> str:
+    """The site's Dagster concurrency pool: every step of its assets claims one slot of it.
+
+    The instance gives each pool one slot (``concurrency: pools: default_limit: 1`` in
+    ``dagster.yaml``), so two runs of one site never run steps at once, however they were
+    launched (schedule, sensor, UI backfill, ``dagster asset materialize``, ``materialize()``),
+    while different sites run side by side.
+    """
+    return f"site_{site.name}"
+
+
 def daily_partitions(site: SiteConfig) -> dg.DailyPartitionsDefinition:
     """Days in the site's time zone; today's partition exists (it is refreshed as files land)."""
     return dg.DailyPartitionsDefinition(
@@ -156,6 +167,7 @@ def site_asset(
         tags={"site": site.name, "stage": STAGE_OF.get(name, "models")},
         freshness_policy=freshness_policy,
         retry_policy=NETWORK_RETRIES if talks_to_network else None,
+        pool=site_pool(site),
     )
 
 

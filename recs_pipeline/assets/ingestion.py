@@ -24,6 +24,7 @@ from recs_pipeline.assets.common import (
     numeric,
     run_days,
     site_asset,
+    site_pool,
 )
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames
@@ -287,6 +288,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         group_name=group,
         backfill_policy=SINGLE_RUN,
+        pool=site_pool(site),
     )
     def ingest_events(
         context: dg.AssetExecutionContext, lake: LakeResource, config: IngestRunConfig
