@@ -155,18 +155,50 @@ def gap_sessions(clicks: pd.DataFrame) -> np.ndarray:
 
 
 def session_queries(clicks: pd.DataFrame, day_start_ms: int, day_end_ms: int) -> list[Query]:
-    """One query per session that starts in the day: its last click, after collapsing repeats."""
-    queries = []
-    for (user, session), group in clicks.groupby(["user_id", "session_id"], sort=False):
-        ts = group["ts_ms"].to_numpy()
-        if not day_start_ms <= ts[0] < day_end_ms:
-            continue
-        articles = group["article_id"].tolist()
-        collapsed = [a for i, a in enumerate(articles) if i == 0 or a != articles[i - 1]]
-        if len(collapsed) < 2:
-            continue
-        last = len(articles) - 1
-        queries.append(Query(int(ts[last]), str(user), str(session), collapsed[-1], collapsed[-2]))
+    """One query per session that starts in the day: its last click, after collapsing repeats.
+
+    Vectorised over the clicks (a day of Globo has some 100,000 sessions): clicks are grouped
+    by (reader, session) in time order; a click repeating the one before it in its session is
+    collapsed; the truth is the session's last article, ``last_before`` the collapsed click
+    before it, the moment that of the session's very last click.
+    """
+    if clicks.empty:
+        return []
+    users = clicks["user_id"].to_numpy()
+    sessions = clicks["session_id"].to_numpy()
+    stamps = clicks["ts_ms"].to_numpy()
+    articles = clicks["article_id"].to_numpy()
+    user_codes = pd.factorize(users)[0]
+    session_codes = pd.factorize(sessions)[0]
+    order = np.lexsort((np.arange(len(clicks)), stamps, session_codes, user_codes))
+    u, s, ts, a = user_codes[order], session_codes[order], stamps[order], articles[order]
+    new_group = np.ones(len(order), dtype=bool)
+    new_group[1:] = (u[1:] != u[:-1]) | (s[1:] != s[:-1])
+    group = np.cumsum(new_group) - 1
+    kept = new_group.copy()
+    kept[1:] |= a[1:] != a[:-1]
+    n_groups = int(group[-1]) + 1
+    first_ts = ts[new_group]
+    last_row = np.r_[np.flatnonzero(new_group)[1:] - 1, len(order) - 1]
+    kept_rows = np.flatnonzero(kept)
+    kept_group = group[kept_rows]
+    counts = np.bincount(kept_group, minlength=n_groups)
+    # The last and second-to-last kept rows of each group.
+    ends = np.cumsum(counts) - 1
+    eligible = (counts >= 2) & (first_ts >= day_start_ms) & (first_ts < day_end_ms)
+    chosen = np.flatnonzero(eligible)
+    truth_rows = kept_rows[ends[chosen]]
+    before_rows = kept_rows[ends[chosen] - 1]
+    queries = [
+        Query(
+            int(ts[last_row[g]]),
+            str(users[order[t]]),
+            str(sessions[order[t]]),
+            str(a[t]),
+            str(a[b]),
+        )
+        for g, t, b in zip(chosen, truth_rows, before_rows, strict=True)
+    ]
     queries.sort(key=lambda q: (q.ts_ms, q.user_id))
     return queries
 
