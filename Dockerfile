@@ -1,11 +1,18 @@
 # syntax=docker/dockerfile:1.7
 # The recs_pipeline image: one image for the code location (gRPC server), the Dagster webserver
 # and the daemon (docker-compose.yml picks the command). Dependencies come from uv.lock only.
+#
+# BASE_IMAGE and UV_IMAGE default to the registry images; scripts/build_image.sh builds this file
+# with buildah where no registry serves them (a debootstrapped bookworm root, uv from its package).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+FROM ${UV_IMAGE} AS uv
 
 # -- build: resolve the locked environment into /app/.venv -----------------------------------
-FROM python:3.11-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 
-COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+COPY --from=uv /uv /usr/local/bin/uv
 
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -15,10 +22,11 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, from the lock file alone: this layer is rebuilt only when uv.lock or
-# pyproject.toml change, not on every code change.
+# pyproject.toml change, not on every code change. Absolute targets: Debian 12's buildah refuses
+# relative ones.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=uv.lock,target=uv.lock \
-    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=/app/uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=/app/pyproject.toml \
     uv sync --frozen --no-dev --no-install-project
 
 # Then the project itself (not editable: the runtime image has no source tree to point at).
@@ -28,7 +36,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 
 # -- runtime: the environment, the site files and the instance config; no build tools --------
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 # implicit and LightGBM need OpenMP at run time.
 RUN apt-get update \
