@@ -78,3 +78,8 @@ bench: install
 
 clean:
 	rm -rf $(RECS_HOME)
+
+## image: build the container image with buildah and load the definitions in it (root; README)
+.PHONY: image
+image: install
+	PYTHON=$(PYTHON) bash scripts/build_image.sh
