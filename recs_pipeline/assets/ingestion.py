@@ -272,30 +272,53 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 kinds={"parquet", "pandas"},
                 owners=list(site.owners),
                 tags={"site": site.name, "stage": "ingestion"},
+                is_required=False,
             ),
             "quarantined_events": dg.AssetOut(
                 key=key(site, "quarantined_events"),
                 io_manager_key=LAKE_IO,
                 description=(
                     "Landing lines that failed validation, each with its reason, file and line "
-                    "number, so nothing is lost and the source can be fixed and re-ingested."
+                    "number, so nothing is lost and the source can be fixed and re-ingested. "
+                    "Written with every ingest of its day, even when only raw_events is selected."
                 ),
                 kinds={"parquet", "pandas"},
                 owners=list(site.owners),
                 tags={"site": site.name, "stage": "ingestion"},
+                is_required=False,
             ),
         },
         partitions_def=partitions,
         group_name=group,
         backfill_policy=SINGLE_RUN,
         pool=site_pool(site),
+        can_subset=True,
     )
     def ingest_events(
         context: dg.AssetExecutionContext, lake: LakeResource, config: IngestRunConfig
-    ) -> tuple[DayFrames, DayFrames]:
+    ) -> Iterator[dg.Output[DayFrames] | dg.AssetMaterialization]:
+        """One read of the landing files gives both outputs, so both are always written.
+
+        Either asset may be selected alone (``--select <site>/raw_events``): the other one's
+        partitions are still written from the same read and recorded as materialisations, so
+        the lake's events and quarantine of a day always come from one read (events +
+        quarantined + duplicates + … = lines read) and no quarantined line is ever dropped.
+        """
         days = run_days(context)
         store = lake.lake()
         source = event_source(site)
+        selected = set(context.selected_output_names)
+        #: ``(asset, day) -> numbers`` of an output written beside the selection.
+        beside: dict[tuple[str, str], dict[str, float | int]] = {}
+
+        def day_metadata(day: str, asset: str, values: dict[str, float | int]) -> None:
+            if asset in selected:
+                context.add_asset_metadata(
+                    numeric(values), asset_key=key(site, asset), partition_key=day
+                )
+            else:
+                beside[(asset, day)] = values
+
         reads = SourceDays(
             source.read_days(
                 [dt.date.fromisoformat(day) for day in days], now=run_started(context)
@@ -307,21 +330,43 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 else partial(store.row_count, site.name, "raw_events")
             ),
             problems=getattr(source, "problems", None),
-            day_metadata=lambda day, asset, values: context.add_asset_metadata(
-                numeric(values), asset_key=key(site, asset), partition_key=day
+            day_metadata=day_metadata,
+        )
+        outputs = {
+            "raw_events": DayFrames(
+                {day: partial(reads.events, day) for day in days},
+                columns=schemas.EVENT_COLUMNS,
+                summary=reads.events_summary,
             ),
-        )
-        events = DayFrames(
-            {day: partial(reads.events, day) for day in days},
-            columns=schemas.EVENT_COLUMNS,
-            summary=reads.events_summary,
-        )
-        quarantine = DayFrames(
-            {day: partial(reads.quarantine, day) for day in days},
-            columns=schemas.QUARANTINE_COLUMNS,
-            summary=reads.quarantine_summary,
-        )
-        return events, quarantine
+            "quarantined_events": DayFrames(
+                {day: partial(reads.quarantine, day) for day in days},
+                columns=schemas.QUARANTINE_COLUMNS,
+                summary=reads.quarantine_summary,
+            ),
+        }
+        # Events first: each day is read when raw_events asks for it, and only its small
+        # quarantine waits for the second output.
+        for name, frames in outputs.items():
+            if name in selected:
+                yield dg.Output(frames, output_name=name)
+                continue
+            written = 0
+            for day, frame in frames:
+                path = store.write_partition(site.name, name, day, frame)
+                written += len(frame)
+                yield dg.AssetMaterialization(
+                    asset_key=key(site, name),
+                    partition=day,
+                    description=f"written with {', '.join(sorted(selected))} (one read)",
+                    metadata={
+                        **numeric(beside.get((name, day), {"dagster/row_count": len(frame)})),
+                        "path": dg.MetadataValue.path(path),
+                    },
+                )
+            context.log.info(
+                f"{site.name}: {name} was not selected but comes from the same read: "
+                f"{written:,} rows written for {len(days)} days"
+            )
 
     @site_asset(
         site,
