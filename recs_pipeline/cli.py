@@ -139,15 +139,51 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _site(name: str) -> SiteConfig | None:
-    """The site of that name in the sites folder; None (and says so) when there is none."""
+    """The site of that name in the sites folder; None (and says so) when there is none or
+    its file does not load. Every other site file that does not load is a warning."""
     from recs_pipeline import settings
-    from recs_pipeline.core.site import load_sites
+    from recs_pipeline.core.site import read_sites
 
-    sites = {site.name: site for site in load_sites(settings.sites_dir())}
-    if name not in sites:
+    files = read_sites(settings.sites_dir())
+    sites = {site.name: site for site in files.sites}
+    broken = None if name in sites else files.broken_named(name)
+    for error in files.broken:
+        if error is not broken:
+            print(f"warning: site file skipped: {error}", file=sys.stderr)
+    if name in sites:
+        return sites[name]
+    if broken is not None:
+        print(f"error: site {name!r} cannot be used: {broken}", file=sys.stderr)
+    else:
         print(f"unknown site {name!r}; known: {', '.join(sorted(sites))}", file=sys.stderr)
-        return None
-    return sites[name]
+    return None
+
+
+def _add_sites(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "sites",
+        help="list the sites and the site files that do not load (exit 1 if any)",
+        description=(
+            "List the sites of the sites folder (RECS_SITES_DIR) and, for each file that does "
+            "not load, the file and the reason. Exit 1 when a file does not load."
+        ),
+    )
+    parser.set_defaults(handler=cmd_sites)
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    """``recs sites``: what loads, what does not and why."""
+    from recs_pipeline import settings
+    from recs_pipeline.core.site import read_sites
+
+    files = read_sites(settings.sites_dir())
+    for site in files.sites:
+        print(f"{site.name}: {site.events.format} events from {site.events.location}")
+    for error in files.broken:
+        print(f"BROKEN {error}")
+    if not files.sites and not files.broken:
+        print(f"no site files (*.yaml) in {settings.sites_dir()}")
+    return 1 if files.broken else 0
 
 
 def _add_summary(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -384,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recs", description="recs_pipeline tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(subparsers)
+    _add_sites(subparsers)
     _add_summary(subparsers)
     _add_recommend(subparsers)
     _add_serve(subparsers)
@@ -394,9 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recs`` console script."""
+    from recs_pipeline.core.site import SiteConfigError
+
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except SiteConfigError as error:  # a site file read deeper down: one paragraph, no trace
+        print(f"recs {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

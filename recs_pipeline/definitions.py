@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +22,7 @@ from recs_pipeline.assets.models import build_model_assets
 from recs_pipeline.assets.ranking import build_ranking_assets
 from recs_pipeline.assets.serving import build_serving_assets
 from recs_pipeline.automation import build_automation
-from recs_pipeline.core.site import SiteConfig, load_sites
+from recs_pipeline.core.site import SiteConfig, SiteConfigError, read_sites
 from recs_pipeline.postgres_io import LakeAndTablesIOManager
 from recs_pipeline.resources import Clock, LakeIOManager, LakeResource, PublisherResource
 
@@ -38,10 +41,100 @@ def site_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     ]
 
 
+#: The UI group of the site files that do not load (one placeholder asset per file).
+BROKEN_GROUP = "broken_sites"
+
+
+def broken_site_key(error: SiteConfigError) -> dg.AssetKey:
+    return dg.AssetKey([BROKEN_GROUP, re.sub(r"[^A-Za-z0-9_]", "_", error.path.stem)])
+
+
+def _failing_check(asset_key: dg.AssetKey, message: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset_key,
+        name="site_file_loads",
+        description="Fails while the site file does not load; the reason is the error.",
+    )
+    def site_file_loads() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR, description=message
+        )
+
+    return site_file_loads
+
+
+def broken_site_definitions(
+    broken: list[SiteConfigError],
+) -> tuple[list[dg.AssetSpec], list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:
+    """What the UI shows of site files that do not load, while the other sites load.
+
+    Each file gets a placeholder asset ``broken_sites/<file>`` (group ``broken_sites``) whose
+    description and metadata carry the file and the error, and a check ``site_file_loads`` that
+    fails with the error; the sensor ``recs_broken_site_files`` (running by default) records
+    that failed check whenever the errors change, so it shows red without anyone running it.
+    """
+    if not broken:
+        return [], [], []
+    specs: list[dg.AssetSpec] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    evaluations: list[dg.AssetCheckEvaluation] = []
+    for error in broken:
+        asset_key = broken_site_key(error)
+        metadata = {
+            "site_file": dg.MetadataValue.path(str(error.path)),
+            "error": dg.MetadataValue.text(str(error)),
+        }
+        specs.append(
+            dg.AssetSpec(
+                asset_key,
+                group_name=BROKEN_GROUP,
+                description=(
+                    f"**The site file `{error.path}` does not load**: the site `{error.name}` "
+                    "has no assets, jobs, schedules or sensors until it is fixed (the other "
+                    f"sites are not affected).\n\n{error.message}"
+                ),
+                metadata=metadata,
+                kinds={"yaml"},
+                tags={"recs/broken_site": "true"},
+            )
+        )
+
+        checks.append(_failing_check(asset_key, str(error)))
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name="site_file_loads",
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=str(error),
+                metadata=metadata,
+            )
+        )
+    said = "; ".join(str(error) for error in broken)
+    digest = hashlib.sha1(said.encode()).hexdigest()
+
+    @dg.sensor(
+        name="recs_broken_site_files",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Records a failed site_file_loads check for each site file that does not load.",
+    )
+    def broken_site_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        if context.cursor == digest:
+            return dg.SensorResult(skip_reason=f"still broken: {said}")
+        return dg.SensorResult(asset_events=evaluations, cursor=digest)
+
+    return specs, checks, [broken_site_files]
+
+
 def build_definitions(
-    sites: list[SiteConfig], lake_url: str | None = None, database_url: str | None = None
+    sites: list[SiteConfig],
+    lake_url: str | None = None,
+    database_url: str | None = None,
+    broken: list[SiteConfigError] | None = None,
 ) -> dg.Definitions:
-    """Definitions for some sites; storage from the arguments or the environment."""
+    """Definitions for some sites (and placeholders of the site files that do not load, see
+    ``broken_site_definitions``); storage from the arguments or the environment."""
     lake = lake_url or settings.lake_url()
     database = database_url or settings.database_url()
     # A URL from the environment stays an environment variable in the resource config, so a
@@ -57,11 +150,11 @@ def build_definitions(
         if is_postgres_url(database)
         else LakeIOManager(url=lake)
     )
-    assets: list[dg.AssetsDefinition] = []
-    checks: list[dg.AssetChecksDefinition] = []
+    placeholders, checks, sensors = broken_site_definitions(broken or [])
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = [*placeholders]
     jobs: list[UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
-    sensors: list[dg.SensorDefinition] = build_alert_sensors()
+    sensors.extend(build_alert_sensors())
     with warnings.catch_warnings():
         # Backfill policies, partition mappings (beta) and partitioned asset checks (preview)
         # are what this graph is built on; said once here, not silenced process-wide.
@@ -94,7 +187,12 @@ def build_definitions(
 
 
 def load_definitions(sites_dir: Path | None = None) -> dg.Definitions:
-    return build_definitions(load_sites(sites_dir or settings.sites_dir()))
+    """The sites of the sites folder; a file that does not load is logged and shown in the UI
+    (group ``broken_sites``) instead of taking the code location down."""
+    files = read_sites(sites_dir or settings.sites_dir())
+    for error in files.broken:
+        logging.getLogger("recs_pipeline").error("site file skipped: %s", error)
+    return build_definitions(files.sites, broken=files.broken)
 
 
 defs = load_definitions()

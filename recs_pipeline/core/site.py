@@ -13,12 +13,20 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _SITE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -356,6 +364,16 @@ class ServingConfig(_Strict):
     candidates: int = Field(default=200, gt=0)
     #: Hours of the lake's newest raw events replayed into live state at start-up.
     warm_hours: float = Field(default=6.0, ge=0)
+    #: Score requests with the session ranker published beside the user lists, when the batch
+    #: trained one that beat the blend (``serving/session_ranker.py``); false: the blend.
+    session_ranker: bool = True
+    #: Days of sessions before the as-of day the batch trains the session ranker on (0: none);
+    #: the as-of day's own sessions are held out to compare it with the blend.
+    session_ranker_days: int = Field(default=3, ge=0, le=28)
+    #: Requests (sessions' last clicks) sampled for training, and for the held-out comparison.
+    session_ranker_requests: int = Field(default=20_000, gt=0)
+    session_ranker_validation_requests: int = Field(default=5_000, gt=0)
+    session_ranker_trees: int = Field(default=200, gt=0)
 
     @field_validator("half_lives_minutes")
     @classmethod
@@ -440,27 +458,120 @@ def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     return value
 
 
+class SiteConfigError(ValueError):
+    """A site file that cannot be used, said in one paragraph naming the file (and where in it)."""
+
+    def __init__(self, path: Path, message: str, name: str | None = None) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+        #: The site the file declares (or its file name's stem), to match it by name.
+        self.name = name or path.stem
+
+
+@dataclass(frozen=True)
+class SiteFiles:
+    """What a sites folder holds: the sites that load and the files that do not."""
+
+    sites: list[SiteConfig]
+    broken: list[SiteConfigError]
+
+    def broken_named(self, name: str) -> SiteConfigError | None:
+        """The broken file of a site of that name (declared, or by file name), if any."""
+        return next((b for b in self.broken if name in (b.name, b.path.stem)), None)
+
+
+def _where(node: yaml.Node | None, loc: Iterable[int | str]) -> str:
+    """``line L, column C`` of the YAML node at a validation error's location (the deepest
+    node found), or "" when the document has no such node."""
+    found: yaml.Node | None = node
+    for part in loc:
+        if isinstance(found, yaml.MappingNode):
+            found = next((v for k, v in found.value if k.value == str(part)), found)
+        elif isinstance(found, yaml.SequenceNode) and isinstance(part, int):
+            found = found.value[part] if part < len(found.value) else found
+        else:
+            break
+    if found is None:
+        return ""
+    return f"line {found.start_mark.line + 1}, column {found.start_mark.column + 1}"
+
+
+def _validation_message(error: ValidationError, root: yaml.Node | None) -> str:
+    """Every problem of a validation error on one line: field, where it is, what is wrong."""
+    problems = []
+    for item in error.errors():
+        loc = [part for part in item["loc"] if not str(part).startswith("function-")]
+        field = ".".join(str(part) for part in loc) or "(the file)"
+        where = _where(root, loc)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"field `{field}`{f' ({where})' if where else ''}: {message}")
+    count = "a field is" if len(problems) == 1 else f"{len(problems)} fields are"
+    return f"{count} wrong: " + "; ".join(problems)
+
+
 def load_site(path: Path, environ: Mapping[str, str] | None = None) -> SiteConfig:
-    """Read one site file; the error names the file and the field that is wrong."""
-    document = yaml.safe_load(path.read_text())
+    """Read one site file. Raises ``SiteConfigError``: one paragraph naming the file and the
+    line and column of a YAML syntax error, or each wrong field (and its line)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SiteConfigError(path, f"cannot read the file: {error}") from None
+    # The name a file that does not parse seems to declare, to match it by name.
+    named = re.search(r"^name:\s*['\"]?([a-z][a-z0-9_]*)['\"]?\s*$", text, re.MULTILINE)
+    seems = named.group(1) if named else None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(part for part in (error.context, error.problem) if part)
+        raise SiteConfigError(path, f"{where}YAML syntax error: {what}", seems) from None
+    except yaml.YAMLError as error:
+        raise SiteConfigError(path, f"YAML error: {error}", seems) from None
+    except (ValueError, TypeError) as error:  # a value YAML cannot build, e.g. 2026-13-01
+        raise SiteConfigError(path, f"a value cannot be read: {error}", seems) from None
     if not isinstance(document, dict):
-        raise ValueError(f"{path}: a site file is a YAML mapping")
+        raise SiteConfigError(path, "a site file is a YAML mapping (name: …, events: …)")
+    declared = document.get("name")
+    name = declared if isinstance(declared, str) else None
     try:
         return SiteConfig.model_validate(expand_env(document, environ))
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+    except ValidationError as error:
+        raise SiteConfigError(path, _validation_message(error, root), name) from None
+    except ValueError as error:  # an environment variable without a value
+        raise SiteConfigError(path, str(error), name) from None
+
+
+def read_sites(directory: Path, environ: Mapping[str, str] | None = None) -> SiteFiles:
+    """Every ``*.yaml`` site of a folder, sorted by name, and the files that do not load (a
+    broken file, or a second file declaring a site already declared), each with its reason:
+    one bad file never hides the other sites."""
+    sites: dict[str, tuple[Path, SiteConfig]] = {}
+    broken: list[SiteConfigError] = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            site = load_site(path, environ)
+        except SiteConfigError as error:
+            broken.append(error)
+            continue
+        if site.name in sites:
+            first = sites[site.name][0]
+            broken.append(
+                SiteConfigError(
+                    path, f"declares the site {site.name!r}, as {first} does", site.name
+                )
+            )
+            continue
+        sites[site.name] = (path, site)
+    return SiteFiles([sites[name][1] for name in sorted(sites)], broken)
 
 
 def load_sites(directory: Path, environ: Mapping[str, str] | None = None) -> list[SiteConfig]:
-    """Every ``*.yaml`` site in a folder, sorted by name; duplicate names are an error."""
-    sites = [load_site(path, environ) for path in sorted(directory.glob("*.yaml"))]
-    _check_unique(site.name for site in sites)
-    return sorted(sites, key=lambda site: site.name)
-
-
-def _check_unique(names: Iterable[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"two site files declare the site {name!r}")
-        seen.add(name)
+    """Every ``*.yaml`` site in a folder, sorted by name; the first broken file (or duplicate
+    name) raises its ``SiteConfigError`` (``read_sites`` keeps the others)."""
+    files = read_sites(directory, environ)
+    if files.broken:
+        raise files.broken[0]
+    return files.sites
