@@ -219,6 +219,17 @@ def _start_worker(env: dict[str, str], name: str, log: Path) -> Worker:
     return Worker(f"{name}@{socket.gethostname()}", process, log)
 
 
+def _wait_until_ready(worker: Worker, timeout: float = 180.0) -> None:
+    """Celery logs ``<name> ready.`` once the worker consumes its queue."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f"{worker.name} ready." in worker.log.read_text(errors="replace"):
+            return
+        assert worker.process.poll() is None, worker.log.read_text(errors="replace")[-4000:]
+        time.sleep(0.5)
+    raise AssertionError(f"{worker.name} not ready after {timeout} s")
+
+
 def _stop(worker: Worker) -> None:
     if worker.process.poll() is None:
         os.killpg(worker.process.pid, signal.SIGTERM)
@@ -237,6 +248,8 @@ def workers(celery_env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]
         for index in (1, 2)
     ]
     try:
+        for worker in started:
+            _wait_until_ready(worker)
         yield started
     finally:
         for worker in started:
