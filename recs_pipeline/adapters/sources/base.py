@@ -123,6 +123,8 @@ class FileSource:
         self._listing: list[LandingFile] | None = None
         #: Longest line read; longer ones are cut while reading and quarantined as oversized.
         self.max_line_bytes = MAX_LINE_BYTES
+        #: Lines handed to a parser at once (1: each line parsed on its own, as a reference).
+        self.batch_lines = BATCH_LINES
         #: How long a file must stay unchanged before it is taken as complete. An S3 object
         #: appears only once written whole (a PUT, or a multipart upload once completed).
         self.settle_seconds = 0.0 if isinstance(self.fs, pafs.S3FileSystem) else SETTLE_SECONDS
@@ -189,7 +191,9 @@ class FileSource:
 
     def line_batches(self, path: str) -> Iterator[list[bytes]]:
         with self.open(path) as stream:
-            yield from iter_line_batches(stream, max_line_bytes=self.max_line_bytes)
+            yield from iter_line_batches(
+                stream, batch_lines=self.batch_lines, max_line_bytes=self.max_line_bytes
+            )
 
     def changed(self, file: LandingFile) -> bool:
         """Whether the file's size or modification time differs from when it was listed."""

@@ -22,6 +22,7 @@ from recs_pipeline.core.events import (
     concat_events,
     events_from_table,
     quarantine_frame,
+    string_series,
 )
 from recs_pipeline.core.site import CsvColumns, EventSourceConfig
 
@@ -317,7 +318,7 @@ def _decode(batch: pa.RecordBatch, canonical: list[str]) -> tuple[pd.DataFrame, 
                     decoded.append(None)
                     not_utf8[i] = value[:QUARANTINE_RAW_CHARS].decode("utf-8", "backslashreplace")
             text = pa.array(decoded, type=pa.string())
-        columns[target] = pd.Series(text.to_pandas(types_mapper=pd.ArrowDtype)).astype("string")
+        columns[target] = string_series(text)
     return pd.DataFrame(columns), not_utf8
 
 

@@ -38,6 +38,7 @@ from recs_pipeline.core.events import (
     ga4_events,
     parse_ga4_lines,
     quarantine_frame,
+    string_series,
 )
 from recs_pipeline.core.site import EventSourceConfig
 
@@ -207,11 +208,10 @@ def _batch_rows(batch: pa.RecordBatch, first: int) -> pd.DataFrame:
     engaged = pd.to_numeric(_param(params, n, "engagement_time_msec"), errors="coerce")
     return pd.DataFrame(
         {
-            "ts": pd.Series(batch.column("event_timestamp").to_pandas())
-            .astype("Int64")
-            .astype("string"),
-            "event_name": pd.Series(batch.column("event_name").to_pandas(), dtype="string"),
-            "user_id": pd.Series(batch.column("user_pseudo_id").to_pandas(), dtype="string"),
+            # By Arrow: the digits of each integer and the strings, without Python objects.
+            "ts": string_series(pc.cast(batch.column("event_timestamp"), pa.string())),
+            "event_name": string_series(batch.column("event_name")),
+            "user_id": string_series(batch.column("user_pseudo_id")),
             "path": _param(params, n, "page_location").astype("string"),
             "referrer": _param(params, n, "page_referrer").astype("string"),
             "engaged_ms": engaged.fillna(0).astype("int64"),

@@ -43,6 +43,7 @@ from recs_pipeline.core.events.common import (
     empty_raw,
     has_control_character,
     quarantine_frame,
+    string_series,
 )
 from recs_pipeline.core.events.day import (
     article_ids,
@@ -55,6 +56,7 @@ from recs_pipeline.core.events.ga4 import (
     parse_ga4_lines,
 )
 from recs_pipeline.core.events.snowplow import (
+    parse_snowplow_fast,
     parse_snowplow_lines,
 )
 from recs_pipeline.core.events.tables import (
@@ -89,7 +91,9 @@ __all__ = [
     "has_control_character",
     "home_day",
     "parse_ga4_lines",
+    "parse_snowplow_fast",
     "parse_snowplow_lines",
     "parse_timestamps",
     "quarantine_frame",
+    "string_series",
 ]

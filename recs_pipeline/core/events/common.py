@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.api.types import union_categoricals
 
 from recs_pipeline.core.urls import PageRules
@@ -261,18 +263,47 @@ def _validated_frame(
     """Typed columns from per-line lists; lines with an unparseable timestamp go to ``bad``."""
     frame = pd.DataFrame(
         {
-            name: pd.array(  # type: ignore[call-overload]
-                values, dtype="int64" if name in ("line_no", "engaged_ms") else "string"
-            )
+            name: np.asarray(values, dtype=np.int64)
+            if name in ("line_no", "engaged_ms")
+            else string_series(values)
             for name, values in columns.items()
             if name != "ts"
         }
     )
-    stamps = ts_parser(pd.Series(columns["ts"], dtype="object"))
+    stamps = pd.Series(columns["ts"], dtype="object")
+    return _dated_frame(frame, stamps, raw_of.__getitem__, bad, source_file, ts_parser, users, bot)
+
+
+_STRING_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+
+
+def string_series(values: Sequence[object] | pa.Array | pa.ChunkedArray) -> pd.Series:
+    """A ``string`` column from Python strings (or None) or an Arrow string array, built by
+    Arrow in one pass (``pd.array(..., dtype="string")`` checks every value in Python first)."""
+    array = (
+        values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, pa.string())
+    )
+    return pd.Series(array.to_pandas(types_mapper=_STRING_TYPES.get), dtype="string")
+
+
+def _dated_frame(
+    frame: pd.DataFrame,
+    stamps_text: pd.Series,
+    raw_of: Callable[[int], bytes],
+    bad: list[QuarantineRow],
+    source_file: str,
+    ts_parser: Callable[[pd.Series], pd.Series],
+    users: Pseudonymiser | None,
+    bot: re.Pattern[str] | None,
+) -> pd.DataFrame:
+    """``frame`` (string columns, ``line_no``, ``engaged_ms``) with its timestamps parsed from
+    ``stamps_text``; lines whose timestamp does not parse go to ``bad`` (their raw text from
+    ``raw_of(line_no)``), user agents kept for bots only, user ids pseudonymised."""
+    stamps = ts_parser(stamps_text)
     undated = stamps.isna().to_numpy()
     if undated.any():
         for number in frame.loc[undated, "line_no"]:
-            bad.append(("bad_timestamp", source_file, int(number), _raw_text(raw_of[number])))
+            bad.append(("bad_timestamp", source_file, int(number), _raw_text(raw_of(number))))
     frame["ts"] = stamps.astype("datetime64[ms, UTC]")
     frame = frame.loc[~undated].reset_index(drop=True)
     if bot is not None and len(frame):
@@ -293,5 +324,9 @@ def _finish(parsed: ParsedLines, users: Pseudonymiser | None) -> ParsedLines:
 def _rows_as_text(rows: pd.DataFrame) -> list[str]:
     if rows.empty:
         return []
-    joined = rows.astype("string").fillna("").agg(",".join, axis=1)
-    return [text[:QUARANTINE_RAW_CHARS] for text in joined]
+    # Column by column (a row-wise join is Python per row): each value as its text, missing "".
+    texts = [rows[name].astype("string").fillna("") for name in rows.columns]
+    joined = texts[0]
+    for text in texts[1:]:
+        joined = joined + "," + text
+    return [text[:QUARANTINE_RAW_CHARS] for text in joined.tolist()]
