@@ -9,7 +9,11 @@ click log, a MIND ``behaviors.tsv`` with one clicked impression per page view), 
 day through each source's ``read_days`` (what the ``raw_events`` asset runs) and, in the same
 run, scans the same files with a bare DuckDB / pyarrow reader as the floor. Each measurement runs
 in its own process; peak memory is that process's maximum resident set (getrusage). Prints a
-Markdown table.
+Markdown table: lines/s of the ingest and of the bare scan, their ratio (ingest ÷ bare, measured
+in the same run; medians of ``--repeats``), and peak RSS.
+
+Then small files against one big file: one hour of the day's Snowplow lines and of its click log,
+read as one file and as ``--small-files`` files of the same lines (the per-file cost per line).
 """
 
 from __future__ import annotations
@@ -132,14 +136,50 @@ def convert(work: Path) -> None:
         )
 
 
+SMALL_HOUR = 12
+
+
+def small_layouts(work: Path, files: int) -> None:
+    """One hour of lines as one file and as ``files`` files (Snowplow in its hour folder, the
+    click log's rows of that hour with its header), made once."""
+    import gzip
+
+    target = work / "small"
+    marker = target / f"_made_{files}"
+    if marker.exists():
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    hour = sorted((work / "snowplow").glob(f"*/*/*/{SMALL_HOUR:02d}/*.json.gz"))
+
+    def lines_of(paths: list[Path]) -> list[bytes]:
+        data = b"".join(gzip.decompress(path.read_bytes()) for path in paths)
+        return [line + b"\n" for line in data.split(b"\n") if line]
+
+    lines = lines_of(hour)
+    folder = DAY.strftime("%Y/%m/%d/") + f"{SMALL_HOUR:02d}"
+    header, *records = lines_of([work / "csv" / f"clicks_hour_{SMALL_HOUR:02d}.csv.gz"])
+    for layout, count in (("one", 1), ("many", files)):
+        for kind, items, make in (
+            ("snowplow", lines, lambda i: f"{folder}/part-{i:05d}.json.gz"),
+            ("csv", records, lambda i: f"clicks-{i:05d}.csv.gz"),
+        ):
+            size = -(-len(items) // count)
+            for i in range(count):
+                path = target / layout / kind / make(i)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                body = b"".join(items[i * size : (i + 1) * size])
+                path.write_bytes(gzip.compress(header + body if kind == "csv" else body, 6))
+    marker.write_text("")
+
+
 def child_source(work: Path, name: str) -> dict[str, Any]:
     import pandas as pd
 
     from recs_pipeline.adapters.sources import event_source
     from recs_pipeline.core.site import SiteConfig
 
-    events = dict(SOURCES[name])
-    events["location"] = str(work / events["location"])
+    events = dict(SOURCES[name.split("/")[-1]])
+    events["location"] = str(work / name)
     site = SiteConfig.model_validate(
         {"name": "bench", "timezone": "UTC", "start_date": DAY.isoformat(), "events": events}
     )
@@ -200,6 +240,11 @@ def child_baseline(work: Path, name: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - began, "lines": int(rows), "tool": tool}
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median seconds (its peak memory with it)."""
+    return sorted(runs, key=lambda run: float(run["seconds"]))[len(runs) // 2]
+
+
 def run_child(work: Path, kind: str, name: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, name, "--workdir", str(work)],
@@ -216,6 +261,10 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=600_000)
     parser.add_argument("--workdir", type=Path, default=Path("var/bench/ingest"))
     parser.add_argument("--sources", default=",".join(SOURCES))
+    parser.add_argument("--repeats", type=int, default=1, help="runs per measurement (median)")
+    parser.add_argument(
+        "--small-files", type=int, default=100, help="files of the small-file layout (0: skip)"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     work: Path = args.workdir.absolute()
@@ -237,24 +286,49 @@ def main() -> int:
 
     rows = []
     for name in args.sources.split(","):
-        source = run_child(work, "source", name)
-        bare = run_child(work, "baseline", name)
+        runs = [(run_child(work, "source", name), run_child(work, "baseline", name))]
+        runs += [
+            (run_child(work, "source", name), run_child(work, "baseline", name))
+            for _ in range(args.repeats - 1)
+        ]
+        source, bare = median_run([r[0] for r in runs]), median_run([r[1] for r in runs])
         rows.append((name, source, bare))
         print(name, source, bare, flush=True)
 
     print()
     print(
-        "| source | lines read | events kept | seconds | lines/s | peak MB "
-        "| bare scan | seconds | lines/s | peak MB | time vs bare |"
+        "| source | lines read | events kept | ingest lines/s | peak MB "
+        "| bare scan | bare lines/s | peak MB | ingest ÷ bare |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for name, source, bare in rows:
+        ingest_rate = source["lines"] / source["seconds"]
+        bare_rate = bare["lines"] / bare["seconds"]
         print(
-            f"| {name} | {source['lines']:,} | {source['events']:,} | {source['seconds']:.1f} "
-            f"| {source['lines'] / source['seconds']:,.0f} | {source['peak_mb']:,.0f} "
-            f"| {bare['tool']} | {bare['seconds']:.1f} | {bare['lines'] / bare['seconds']:,.0f} "
-            f"| {bare['peak_mb']:,.0f} | {source['seconds'] / bare['seconds']:.1f} |"
+            f"| {name} | {source['lines']:,} | {source['events']:,} | {ingest_rate:,.0f} "
+            f"| {source['peak_mb']:,.0f} | {bare['tool']} | {bare_rate:,.0f} "
+            f"| {bare['peak_mb']:,.0f} | {ingest_rate / bare_rate:.2f} |"
         )
+
+    if args.small_files:
+        small_layouts(work, args.small_files)
+        print()
+        print(
+            f"| source | hour {SMALL_HOUR} lines | 1 file: lines/s | {args.small_files} files: "
+            "lines/s | many ÷ one |"
+        )
+        print("|---|---:|---:|---:|---:|")
+        for kind in ("snowplow", "csv"):
+            rates = {}
+            for layout in ("one", "many"):
+                results = [
+                    run_child(work, "source", f"small/{layout}/{kind}") for _ in range(args.repeats)
+                ]
+                result = median_run(results)
+                rates[layout] = (result["lines"], result["lines"] / result["seconds"])
+            lines, one = rates["one"]
+            many = rates["many"][1]
+            print(f"| {kind} | {lines:,} | {one:,.0f} | {many:,.0f} | {many / one:.2f} |")
     return 0
 
 
