@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -44,6 +45,7 @@ from recs_pipeline.core.evaluation import (
     evaluate_day,
     summarise,
 )
+from recs_pipeline.core.progress import Progress
 from recs_pipeline.core.ranker import (
     RankerParams,
     RankingContext,
@@ -57,6 +59,16 @@ from recs_pipeline.core.timeframe import previous_day, window_days
 from recs_pipeline.resources import Clock, LakeResource, run_started
 
 EVALUATION_COLUMNS = ("date", *RESULT_COLUMNS)
+
+
+def progress_seconds() -> float:
+    """Seconds between progress lines of the long steps (``RECS_PROGRESS_SECONDS``, 10)."""
+    return float(os.environ.get("RECS_PROGRESS_SECONDS", "10"))
+
+
+def progress(context: dg.AssetExecutionContext, label: str) -> Progress:
+    """Progress lines of a long step, in the run's log."""
+    return Progress(context.log.info, label, every=progress_seconds())
 
 
 def ranker_params(site: SiteConfig) -> RankerParams:
@@ -218,11 +230,16 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             if not config.enabled:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
             else:
+                steps = progress(context, f"{site.name} {day} ranker")
                 ctx = day_ranking_context(
                     clicks, sections, lake, site, day, as_of, models_lag=config.anchor_span_days
                 )
+                steps.say(
+                    f"training as of {as_of.isoformat()} on {len(ctx.history):,} clicks; "
+                    f"building {params.training_slots} training anchors"
+                )
                 try:
-                    model = train_ranker(ctx, as_of, params, baseline_params(site))
+                    model = train_ranker(ctx, as_of, params, baseline_params(site), progress=steps)
                 except ValueError as error:
                     info["reason"] = str(error)
                     context.log.warning(f"{site.name} {day}: no ranker ({error})")
@@ -392,6 +409,11 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             if base.policy and base.ranker is not None:
                 methods["ranker"] = chain(dataclasses.replace(base, policy=None))
             methods.update(evaluation_methods(ctx, None, baseline_params(site), k=evaluation.k))
+            steps = progress(context, f"{site.name} {day} evaluation")
+            steps.say(
+                f"scoring {len(methods)} methods as of {as_of.isoformat()} on "
+                f"{len(ctx.history):,} clicks"
+            )
             result = evaluate_day(
                 ctx.history,
                 day,
@@ -401,6 +423,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 until=as_of,
                 groups=served.groups,
                 earlier=earlier,
+                progress=steps,
             )
             if not base.policy and base.ranker is not None:
                 result = pd.concat(

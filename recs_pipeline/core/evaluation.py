@@ -15,8 +15,10 @@ readers (group ``all``) and, when a ``groups`` function is given, for each reade
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -25,6 +27,7 @@ import pandas as pd
 from recs_pipeline.core.baselines import Lists, is_baseline
 from recs_pipeline.core.candidates import ClickHistory
 from recs_pipeline.core.metrics import ranking_metrics
+from recs_pipeline.core.progress import Progress
 from recs_pipeline.core.timeframe import day_bounds
 
 __all__ = [
@@ -149,6 +152,7 @@ def evaluate_day(
     slot_hours: int = 2,
     groups: GroupsOf | None = None,
     earlier: pd.DataFrame | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Per-slot metrics of every method for one day (``slot`` is the slot's start, UTC).
 
@@ -156,24 +160,46 @@ def evaluate_day(
     that moment). ``until`` stops at a moment inside the day: only slots (and a next-day score)
     that ended by then are scored, so a running day is evaluated on what it has seen.
     ``groups`` adds a row per reader group; ``earlier`` is the (user_id, article_id) reads before
-    the history's first click (they make test readers and are never truth).
+    the history's first click (they make test readers and are never truth). ``progress``
+    hears about each slot scored.
     """
     start, end = day_bounds(day, tz)
     known = EarlierReads.of(history, earlier)
     built = methods(start) if callable(methods) else methods
     limit = end if until is None else min(end, pd.Timestamp(until))
     rows: list[dict[str, object]] = []
+    slots = math.ceil((min(end, limit) - start) / pd.Timedelta(hours=slot_hours))
+    first = next(iter(built), None)
+    readers = 0
+
+    def scored(slot: int, of: str, slot_rows: list[dict[str, object]]) -> None:
+        nonlocal readers
+        readers += sum(
+            cast(int, row["users"])
+            for row in slot_rows
+            if row["group"] == ALL and row["method"] == first
+        )
+        if progress is not None:
+            progress.step(slot, f"of {of} slots scored ({readers:,} test readers so far)")
+
     if "next_day" in protocols and limit >= end:
-        for row in _score(history, built, start, end, k, groups, known):
-            rows.append({"protocol": "next_day", "day": day, "slot": start, **row})
+        day_rows = list(_score(history, built, start, end, k, groups, known))
+        rows.extend({"protocol": "next_day", "day": day, "slot": start, **row} for row in day_rows)
+        scored(1, "1 next-day", day_rows)
     if "two_hour" in protocols:
-        boundary = start
+        if progress is not None:
+            progress.say(f"scoring up to {max(slots, 0)} 2-hour slots")
+        boundary, number = start, 0
         while boundary < end:
             slot_end = min(boundary + pd.Timedelta(hours=slot_hours), end)
             if slot_end > limit:
                 break
-            for row in _score(history, built, boundary, slot_end, k, groups, known):
-                rows.append({"protocol": "two_hour", "day": day, "slot": boundary, **row})
+            slot_rows = list(_score(history, built, boundary, slot_end, k, groups, known))
+            rows.extend(
+                {"protocol": "two_hour", "day": day, "slot": boundary, **row} for row in slot_rows
+            )
+            number += 1
+            scored(number, f"{slots} 2-hour", slot_rows)
             boundary = slot_end
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     return frame

@@ -37,6 +37,7 @@ from recs_pipeline.core.candidates import (
 from recs_pipeline.core.evaluation import slot_truth
 from recs_pipeline.core.features import FEATURES, candidate_features
 from recs_pipeline.core.metrics import ranking_metrics
+from recs_pipeline.core.progress import Progress
 
 __all__ = [
     "RankerModel",
@@ -196,22 +197,32 @@ def train_ranker(
     params: RankerParams = RankerParams(),
     baseline_params: BaselineParams = DEFAULT_BASELINES,
     validate: bool = True,
+    progress: Progress | None = None,
 ) -> RankerModel:
     """Fit LambdaRank on the anchors before ``as_of``; validate on the held-out last anchors.
 
     Raises ``ValueError`` when the training anchors hold no reader with a hit among the
-    candidates (too little data): the caller serves the fallback.
+    candidates (too little data): the caller serves the fallback. ``progress`` hears about each
+    anchor built, boosting round and validation anchor (throttled by its own clock).
     """
     rng = np.random.default_rng(params.seed)
     training, validation = anchors_before(as_of, params)
     began = time.perf_counter()
     frames, labels, groups = [], [], []
-    for anchor in training:
+    rows = 0
+    for number, anchor in enumerate(training, start=1):
         x, y, g = _examples(context, anchor, params, rng)
         if len(g):
             frames.append(x)
             labels.append(y)
             groups.append(g)
+            rows += len(x)
+        if progress is not None:
+            progress.step(
+                number,
+                f"of {len(training)} training anchors built ({rows:,} candidate rows, "
+                f"{anchor.isoformat()})",
+            )
     if not frames:
         raise ValueError("no training example: no reader clicked a candidate in the label windows")
     x_train = pd.concat(frames, ignore_index=True)
@@ -236,7 +247,18 @@ def train_ranker(
         force_row_wise=True,
         verbose=-1,
     )
-    ranker.fit(x_train, y_train, group=g_train)
+    callbacks = []
+    if progress is not None:
+        progress.say(
+            f"fitting {params.n_estimators} trees on {len(x_train):,} rows, "
+            f"{len(g_train):,} reader groups"
+        )
+
+        def rounds(env: Any) -> None:
+            progress.step(env.iteration + 1, f"of {env.end_iteration} boosting rounds")
+
+        callbacks.append(rounds)
+    ranker.fit(x_train, y_train, group=g_train, callbacks=callbacks)
     fit_seconds = time.perf_counter() - began
     booster = ranker.booster_
     importance = booster.feature_importance(importance_type="gain")
@@ -265,7 +287,11 @@ def train_ranker(
     }
     model = RankerModel(booster=booster, params=params, info=info)
     if validate:
-        model.info["validation"] = validate_ranker(model, context, validation, baseline_params)
+        if progress is not None:
+            progress.say(f"trained in {fit_seconds:.1f} s; validating on {len(validation)} slots")
+        model.info["validation"] = validate_ranker(
+            model, context, validation, baseline_params, progress=progress
+        )
     return model
 
 
@@ -275,14 +301,19 @@ def validate_ranker(
     anchors: list[pd.Timestamp],
     baseline_params: BaselineParams = DEFAULT_BASELINES,
     k: int = 10,
+    progress: Progress | None = None,
 ) -> dict[str, dict[str, float]]:
     """Ranker and baselines on held-out 2-hour slots: reader-weighted means per method."""
     totals: dict[str, dict[str, float]] = {}
     row: dict[str, float]
     history = context.history
-    for anchor in anchors:
+    scored = 0
+    for number, anchor in enumerate(anchors, start=1):
         end = anchor + pd.Timedelta(hours=model.params.label_hours)
         users, truth = slot_truth(history, anchor, end)
+        scored += len(users)
+        if progress is not None:
+            progress.step(number, f"of {len(anchors)} validation slots ({scored:,} readers)")
         if not len(users):
             continue
         ids = history.users.to_numpy()[users]
