@@ -97,7 +97,47 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def publish(path: Path, users: int, articles: int, seed: int) -> None:
+def session_ranker_params(articles: int, trees: int, seed: int) -> dict[str, Any]:
+    """A session ranker trained (by the asset's own function) on sessions over the benchmark's
+    articles, so requests pay what a published ranker costs: its features and its trees."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from recs_pipeline.core.site import ServingConfig
+    from recs_pipeline.serving.session_ranker import (
+        SESSION_RANKER_PARAM,
+        session_ranker_as_of,
+        session_ranker_document,
+    )
+
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, articles + 1)
+    weights /= weights.sum()
+    day = dt.datetime.fromtimestamp(T0 / 1000, dt.UTC).date()
+    start = dt.datetime.combine(day - dt.timedelta(days=3), dt.time(), dt.UTC)
+    rows = []
+    for _ in range(8_000):
+        user = f"u{rng.integers(0, 20_000)}"
+        moment = start + dt.timedelta(seconds=float(rng.uniform(0, 4 * 86_000)))
+        article = int(rng.choice(articles, p=weights))
+        for _click in range(int(rng.integers(2, 5))):
+            rows.append((user, f"a{article}", moment))
+            moment += dt.timedelta(seconds=float(rng.uniform(20, 240)))
+            jump = rng.random() < 0.6
+            article = (article * 7 + 3) % articles if jump else int(rng.choice(articles, p=weights))
+    views = pd.DataFrame(rows, columns=["user_id", "article_id", "ts"]).sort_values("ts")
+    views["ts"] = pd.to_datetime(views["ts"], utc=True)
+    config = ServingConfig(session_ranker_trees=trees)
+    as_of = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    model = session_ranker_as_of(views, day, as_of, config, ZoneInfo("UTC"))
+    if model is None:
+        raise RuntimeError("the benchmark's session ranker did not train")
+    return {SESSION_RANKER_PARAM: session_ranker_document(model)}
+
+
+def publish(
+    path: Path, users: int, articles: int, seed: int, user_params: dict[str, Any] | None = None
+) -> None:
     rng = np.random.default_rng(seed)
     ids = np.array([f"a{i}" for i in range(articles)])
     weights = 1.0 / np.arange(1, articles + 1)
@@ -141,7 +181,9 @@ def publish(path: Path, users: int, articles: int, seed: int) -> None:
         SITE,
         dt.datetime.fromtimestamp(T0 / 1000, dt.UTC),
         [
-            RecommendationBatch("user", pd.concat(user_rows, ignore_index=True)),
+            RecommendationBatch(
+                "user", pd.concat(user_rows, ignore_index=True), params=user_params or {}
+            ),
             RecommendationBatch("article", similar),
             RecommendationBatch("popular", popular),
         ],
@@ -255,6 +297,12 @@ def main() -> int:
     parser.add_argument("--intake-events", type=int, default=200_000)
     parser.add_argument("--live-url", default=None, help="redis://... (default: in process)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--session-ranker-trees",
+        type=int,
+        default=0,
+        help="publish a session ranker of this many trees (0: none, requests get the blend)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -267,7 +315,12 @@ def main() -> int:
         script = root / "bench.lua"
         script.write_text(WRK_SCRIPT)
         began = time.perf_counter()
-        publish(root / "recs.sqlite", args.users, args.articles, args.seed)
+        ranker = (
+            session_ranker_params(args.articles, args.session_ranker_trees, args.seed)
+            if args.session_ranker_trees
+            else None
+        )
+        publish(root / "recs.sqlite", args.users, args.articles, args.seed, ranker)
         print(f"published {args.users:,} reader lists in {time.perf_counter() - began:.1f}s")
         port = free_port()
         env = dict(
@@ -306,6 +359,10 @@ def main() -> int:
                 f"(4 clients); server RSS {before:.0f} -> {after:.0f} MB after "
                 f"{args.intake_events:,} events ({per_million:.0f} MB per million live events)"
             )
+            probe = httpx.get(
+                f"{url}/v1/sites/{SITE}/recommendations", params={"user_id": "u1"}, timeout=5
+            ).json()
+            print(f"lists ranked by: {probe['ranked_by']}")
             print(
                 "\n| target req/s | reached req/s | p50 ms | p95 ms | p99 ms | max ms | errors |"
                 " events/s posted | event post p99 ms |"

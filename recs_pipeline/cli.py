@@ -342,7 +342,17 @@ def _add_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         default=24.0,
         help="hours of events before each day posted first, to warm the live state",
     )
-    parser.add_argument("--database-url", default=None, help="default: an empty database")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="serve what is published there (the graph's publish); default: a fresh database "
+        "where each day publishes the popular list and the session ranker of the day before",
+    )
+    parser.add_argument(
+        "--no-session-ranker",
+        action="store_true",
+        help="publish no session ranker (the API answers with its blend)",
+    )
     parser.set_defaults(handler=cmd_replay)
 
 
@@ -361,6 +371,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             database_url=args.database_url,
             warm_hours=args.warm_hours,
             sample=args.sample,
+            session_ranker=not args.no_session_ranker,
         )
     except FileNotFoundError as error:
         print(f"recs replay: {error}", file=sys.stderr)

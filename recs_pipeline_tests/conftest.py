@@ -124,6 +124,12 @@ def site_config(name: str, landing: Path, **overrides: object) -> SiteConfig:
             "evaluation": {"lookback_days": 2},
         },
         "publish": {"keep_versions": 2},
+        # A small session ranker (the defaults sample 5,000 sessions a day).
+        "serving": {
+            "session_ranker_requests": 300,
+            "session_ranker_validation_requests": 200,
+            "session_ranker_trees": 20,
+        },
     }
     document.update(overrides)
     return SiteConfig.model_validate(document)

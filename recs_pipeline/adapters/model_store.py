@@ -1,4 +1,4 @@
-"""Model artifacts in the lake, day by day: ALS factors, the ranker, similar and popular lists.
+"""Model artifacts in the lake, day by day: ALS factors, the rankers, similar and popular lists.
 
 Every reader of a trained model goes through here (the assets, ``recs recommend``, the serving
 inputs), so where an artifact lives and how a missing one reads is written once.
@@ -21,11 +21,15 @@ __all__ = [
     "MODEL_INFO",
     "RANKER_FILE",
     "RANKER_INFO",
+    "SESSION_RANKER_FILE",
+    "SESSION_RANKER_INFO",
     "load_als",
     "load_day_ranker",
     "ranker_info",
     "read_popular",
+    "read_session_ranker",
     "read_similar",
+    "write_session_ranker",
 ]
 
 MODEL_FILE = "model.npz"
@@ -65,3 +69,31 @@ def read_popular(lake: Lake, site: SiteConfig, day: str) -> pd.DataFrame:
     if popular is None:
         return pd.DataFrame(columns=["rank", "article_id", "score"])
     return popular
+
+
+SESSION_RANKER_FILE = "session_ranker.json"
+SESSION_RANKER_INFO = "session_ranker_info.json"
+
+
+def write_session_ranker(
+    lake: Lake, site: SiteConfig, day: str, document: dict[str, Any] | None, info: dict[str, Any]
+) -> None:
+    """A day's session ranker (the JSON document the API loads) and its info (always)."""
+    if document is not None:
+        lake.write_artifact(
+            site.name, "session_ranker", day, SESSION_RANKER_FILE, json.dumps(document).encode()
+        )
+    lake.write_artifact(
+        site.name, "session_ranker", day, SESSION_RANKER_INFO, json.dumps(info).encode()
+    )
+
+
+def read_session_ranker(lake: Lake, site: SiteConfig, day: str) -> dict[str, Any] | None:
+    """The session ranker document of ``day`` written *for that day's info*: None when the day
+    trained none (or a stale file is left from an earlier run that trained one)."""
+    info = lake.read_artifact(site.name, "session_ranker", day, SESSION_RANKER_INFO)
+    data = lake.read_artifact(site.name, "session_ranker", day, SESSION_RANKER_FILE)
+    if info is None or data is None or not json.loads(info).get("trained", False):
+        return None
+    document: dict[str, Any] = json.loads(data)
+    return document

@@ -132,6 +132,7 @@ STAGE_OF: Final = {
     "ranker_model": "ranking",
     "recommendation_evaluation": "ranking",
     "user_recommendations": "serving",
+    "session_ranker": "serving",
     "published_recommendations": "serving",
 }
 

@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 from functools import partial
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -13,6 +14,7 @@ from recs_pipeline.adapters.lake_windows import (
     opened_window,
     readers_since,
 )
+from recs_pipeline.adapters.model_store import read_session_ranker, write_session_ranker
 from recs_pipeline.adapters.publishing import RecommendationBatch
 from recs_pipeline.adapters.serving_inputs import serving_inputs
 from recs_pipeline.assets.common import (
@@ -32,6 +34,11 @@ from recs_pipeline.core.serving import article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
 from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
+from recs_pipeline.serving.session_ranker import (
+    SESSION_RANKER_PARAM,
+    session_ranker_as_of,
+    session_ranker_document,
+)
 
 
 def read_articles_recommended(recommendations: pd.DataFrame, seen: pd.DataFrame) -> int:
@@ -41,6 +48,10 @@ def read_articles_recommended(recommendations: pd.DataFrame, seen: pd.DataFrame)
     pair = ["user_id", "article_id"]
     opened = seen[pair].drop_duplicates()
     return len(recommendations[pair].merge(opened, on=pair, how="inner"))
+
+
+def _log_day(context: dg.AssetExecutionContext, prefix: str, line: str) -> None:
+    context.log.info(f"{prefix}: {line}")
 
 
 def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
@@ -189,6 +200,101 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             summary=summary,
         )
 
+    live = site.serving
+    ranker_days = live.session_ranker_days + 2  # training days, their warm-up day, the day
+
+    @site_asset(
+        site,
+        "session_ranker",
+        ins={
+            "raw_events": dg.AssetIn(
+                key(site, "raw_events"), partition_mapping=trailing_window(ranker_days)
+            )
+        },
+        kinds={"lightgbm"},
+        stored=False,
+    )
+    def session_ranker(
+        context: dg.AssetExecutionContext,
+        raw_events: DayFrames,
+        lake: LakeResource,
+        clock: Clock,
+    ) -> dg.MaterializeResult:
+        """The model the serving API scores each request with (``serving/session_ranker.py``).
+
+        Trained on the sessions of the ``serving.session_ranker_days`` days before the day:
+        their clicks are replayed through the API's own live state and, just before each
+        session's last click, the request's candidates and features are read exactly as the
+        API reads them; the label is the article read next. The day's own sessions are held
+        out: ``beats_blend`` says whether it ranked them better (NDCG@20) than the API's
+        default blend, and only then is it published with the day's user lists. In a range,
+        only the days that will be published (the newest ``publish.keep_versions``) train.
+        """
+        started = run_started(context)
+        days = run_days(context)
+        served = set(days[-site.publish.keep_versions :])
+        window = click_window(raw_events, ranker_days)
+        published = 0
+        rows = []
+        for day in days:
+            if day not in served:
+                info: dict[str, Any] = {"trained": False, "reason": "not published"}
+            else:
+                as_of = clock.as_of_for(day, site.tz, started).to_pydatetime()
+                model = session_ranker_as_of(
+                    window.rows(day),
+                    dt.date.fromisoformat(day),
+                    as_of,
+                    live,
+                    site.tz,
+                    progress=partial(_log_day, context, f"{site.name} {day}"),
+                )
+                if model is None:
+                    info = {
+                        "trained": False,
+                        "reason": "no training session had its next article among the candidates",
+                    }
+                else:
+                    info = {"trained": True, **model.info}
+                    published += bool(model.info.get("beats_blend"))
+                write_session_ranker(
+                    lake.lake(),
+                    site,
+                    day,
+                    None if model is None else session_ranker_document(model),
+                    info,
+                )
+            validation = info.get("validation")
+            scores = validation if isinstance(validation, dict) else {}
+            ranker_ndcg = float(scores.get("session_ranker", {}).get("NDCG@20", 0.0))
+            blend_ndcg = float(scores.get("blend", {}).get("NDCG@20", 0.0))
+            day_metadata(
+                context,
+                day,
+                {
+                    "validation_ndcg20": ranker_ndcg,
+                    "blend_ndcg20": blend_ndcg,
+                    "validation_requests": int(info.get("validation_requests", 0) or 0),
+                    "training_requests": int(info.get("requests_with_truth", 0) or 0),
+                },
+            )
+            rows.append(
+                {
+                    "day": day,
+                    "trained": bool(info.get("trained")),
+                    "ndcg@20": round(ranker_ndcg, 4),
+                    "blend ndcg@20": round(blend_ndcg, 4),
+                    "beats_blend": bool(info.get("beats_blend", False)),
+                    "note": str(info.get("reason", "")),
+                }
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "days_beating_blend": dg.MetadataValue.int(published),
+                "days": markdown_table(pd.DataFrame(rows), rows=31),
+            }
+        )
+
     @site_asset(
         site,
         "published_recommendations",
@@ -198,6 +304,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             "popular_articles": dg.AssetIn(key(site, "popular_articles")),
             "pages": dg.AssetIn(key(site, "pages")),
         },
+        deps=[key(site, "session_ranker")],
         kinds={"sqlite", "postgres"},
         stored=False,
         talks_to_network=True,
@@ -213,6 +320,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         popular_articles: pd.DataFrame,
         pages: pd.DataFrame,
         publisher: PublisherResource,
+        lake: LakeResource,
         clock: Clock,
     ) -> dg.MaterializeResult:
         """User, article and default recommendations in the serving database.
@@ -227,6 +335,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         if len(pages):
             articles = target.upsert_articles(site.name, article_registry(pages))
         versions = []
+        session_rankers = 0
         # In a range (a backfill), only the newest `keep_versions` days can survive retention:
         # publishing the older ones would write millions of rows only to delete them.
         days = run_days(context)
@@ -254,7 +363,20 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     metrics={"articles": float(len(popular))},
                 )
             ]
+            document = read_session_ranker(lake.lake(), site, day)
+            if not (live.session_ranker and document and document["info"].get("beats_blend")):
+                document = None
+            # The session ranker rides in the params of the user version (the popular one when
+            # a day has no user lists): a snapshot of the API never pairs it with another
+            # publish's lists.
+            ranker_params = {} if document is None else {SESSION_RANKER_PARAM: document}
+            session_rankers += document is not None
+            if users.empty:
+                batches[0] = dataclasses.replace(
+                    batches[0], params={**batches[0].params, **ranker_params}
+                )
             if not users.empty:
+                user_params = {**dataclasses.asdict(als_params(site)), **ranker_params}
                 batches.append(
                     RecommendationBatch(
                         model_type="user",
@@ -264,9 +386,10 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                                 "article_id": "recommended_article_id",
                             }
                         )[["source_entity_id", "rank", "recommended_article_id", "score"]],
-                        params=dataclasses.asdict(als_params(site)),
+                        params=user_params,
                         metrics={
                             "users": float(users["user_id"].nunique()),
+                            "session_ranker": float(SESSION_RANKER_PARAM in user_params),
                             "share_from_ranker": float((users["source"] == "ranker").mean()),
                         },
                     )
@@ -309,6 +432,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 "model_versions": dg.MetadataValue.int(len(versions)),
                 "days_not_published": dg.MetadataValue.int(len(days) - len(to_publish)),
                 "articles_upserted": dg.MetadataValue.int(articles),
+                "session_rankers_published": dg.MetadataValue.int(session_rankers),
                 "current": dg.MetadataValue.int(
                     sum(1 for version in versions if version.status == "current")
                 ),
@@ -316,4 +440,4 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             }
         )
 
-    return [user_recommendations_asset, published_recommendations]
+    return [user_recommendations_asset, session_ranker, published_recommendations]

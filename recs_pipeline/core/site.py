@@ -371,9 +371,9 @@ class ServingConfig(_Strict):
     #: the as-of day's own sessions are held out to compare it with the blend.
     session_ranker_days: int = Field(default=3, ge=0, le=28)
     #: Requests (sessions' last clicks) sampled for training, and for the held-out comparison.
-    session_ranker_requests: int = Field(default=20_000, gt=0)
-    session_ranker_validation_requests: int = Field(default=5_000, gt=0)
-    session_ranker_trees: int = Field(default=200, gt=0)
+    session_ranker_requests: int = Field(default=5_000, gt=0)
+    session_ranker_validation_requests: int = Field(default=2_000, gt=0)
+    session_ranker_trees: int = Field(default=100, gt=0)
 
     @field_validator("half_lives_minutes")
     @classmethod

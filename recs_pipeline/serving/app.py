@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 import orjson
 import redis
@@ -41,6 +43,7 @@ from recs_pipeline.serving.scoring import (
     session_weights,
     trend,
 )
+from recs_pipeline.serving.session_ranker import RequestSignals, SessionRanker, read_signals
 from recs_pipeline.serving.snapshot import Reader, Refresher, Snapshot, SnapshotHolder
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,9 @@ class ListResponse(BaseModel):
 
 class RecommendationsResponse(ListResponse):
     user_id: str
+    #: What ordered the list's head: ``session_ranker`` (the published model over live
+    #: features) or ``blend`` (live popularity + session co-visits, when no ranker is published).
+    ranked_by: str = "blend"
 
 
 class SimilarResponse(ListResponse):
@@ -320,10 +326,13 @@ def create_app(state: ServingState) -> FastAPI:
     ) -> Any:
         runtime = site_of(site)
         snapshot = runtime.holder.snapshot  # one reference: one publish for this answer
-        items, clock = recommend(runtime, snapshot, state.live, user_id, k, article_id, exclude)
+        items, clock, ranked = recommend(
+            runtime, snapshot, state.live, user_id, k, article_id, exclude
+        )
         return {
             "site": site,
             "user_id": user_id,
+            "ranked_by": ranked,
             "as_of": _iso(clock) or _snapshot_as_of(snapshot),
             "model_version": _model_version(snapshot),
             "versions": _versions(snapshot),
@@ -443,6 +452,7 @@ def create_app(state: ServingState) -> FastAPI:
                 "versions": versions,
                 "live_clock": _iso(clock),
                 "live_events": live_or(0, lambda name=name: state.live.events(name)),  # type: ignore[misc]
+                "session_ranker": _ranker_status(snapshot, runtime.serving.session_ranker),
             }
         live_ok = state.live.ping()
         body = {
@@ -471,9 +481,54 @@ def create_app(state: ServingState) -> FastAPI:
     return app
 
 
+def _ranker_status(snapshot: Snapshot, enabled: bool) -> dict[str, Any] | None:
+    """The published session ranker: the day it was trained for and its held-out scores."""
+    ranker = snapshot.session_ranker
+    if ranker is None:
+        return None
+    validation = ranker.info.get("validation", {})
+    return {
+        "used": enabled,
+        "day": ranker.info.get("day"),
+        "trees": ranker.booster.num_trees(),
+        "validation_ndcg20": validation.get("session_ranker", {}).get("NDCG@20"),
+        "blend_ndcg20": validation.get("blend", {}).get("NDCG@20"),
+    }
+
+
 def _snapshot_as_of(snapshot: Snapshot) -> str | None:
     as_of = snapshot.as_of
     return None if as_of is None else as_of.isoformat().replace("+00:00", "Z")
+
+
+#: The session's last distinct articles whose co-visits the session ranker reads.
+SIGNAL_DEPTH: Final = 3
+
+
+def ranked_by(
+    ranker: SessionRanker,
+    signals: RequestSignals,
+    tz: ZoneInfo,
+    k: int,
+    excluded: Iterable[str],
+) -> list[Scored]:
+    """The ranker's top ``k`` with scores in (0, 1) and the signal that offered each item."""
+    session = {a for found in signals.neighbours[:1] for a, _ in found}
+    live = {a for a, _ in signals.popular}
+    personal = {a for a, _ in signals.personal}
+    out = []
+    for article, score in ranker.rank(signals, tz, k, excluded):
+        source: Source = (
+            "session"
+            if article in session
+            else "live"
+            if article in live
+            else "personal"
+            if article in personal
+            else "similar"
+        )
+        out.append(Scored(article, 1.0 / (1.0 + math.exp(-score)), source))
+    return out
 
 
 def recommend(
@@ -484,8 +539,10 @@ def recommend(
     k: int,
     article_id: str | None = None,
     exclude: str | None = None,
-) -> tuple[list[Scored], int | None]:
-    """One reader's list: the blend, then similar, popular and the catalogue until ``k``.
+) -> tuple[list[Scored], int | None, str]:
+    """One reader's list, its clock and what ranked it: the session ranker published with the
+    lists (over live features: ``serving/session_ranker.py``) or, without one, the blend; then
+    similar, popular and the catalogue until ``k``.
 
     Blend (``scoring.blend``): live popularity at the first half-life + co-visitation from the
     session's last click(s) (the article being read counts as the newest), each scaled to its
@@ -532,15 +589,42 @@ def recommend(
     covisit = combine_neighbours([(w, f) for (_, w), f in zip(anchors, found, strict=True)])
     popular = [(a, v) for a, v in view.popular if a not in excluded]
     personal = snapshot.personal(user_id, candidates)
-    blended = blend(
-        dict(popular),
-        covisit,
-        personal,
-        live_weight=cfg.live_weight,
-        session_weight=cfg.session_weight,
-        personal_weight=cfg.personal_weight,
-        excluded=excluded,
+    ranker = snapshot.session_ranker if cfg.session_ranker else None
+    signals = (
+        safe(
+            None,
+            lambda: read_signals(
+                live,
+                site,
+                user_id,
+                runtime.live,
+                n=candidates,
+                depth=SIGNAL_DEPTH,
+                session_gap_ms=int(cfg.session_gap_minutes * MINUTE_MS),
+                article_id=article_id,
+                personal=personal,
+                similar_of=lambda a: snapshot.similar(a, candidates),
+                view=view,
+            ),
+        )
+        if ranker is not None
+        else None
     )
+    first: list[Scored]
+    ranked = "blend"
+    if ranker is not None and signals is not None:
+        first = ranked_by(ranker, signals, runtime.config.tz, k, excluded)
+        ranked = "session_ranker"
+    else:
+        first = blend(
+            dict(popular),
+            covisit,
+            personal,
+            live_weight=cfg.live_weight,
+            session_weight=cfg.session_weight,
+            personal_weight=cfg.personal_weight,
+            excluded=excluded,
+        )
     similar: list[tuple[str, float]] = []
     for anchor, _ in anchors:
         similar.extend(snapshot.similar(anchor, candidates))
@@ -549,4 +633,4 @@ def recommend(
         ("popular", snapshot.popular()),
         ("popular", [(a, 0.0) for a in snapshot.catalogue]),
     ]
-    return fill(k, chain, excluded=excluded, first=blended), clock
+    return fill(k, chain, excluded=excluded, first=first), clock, ranked

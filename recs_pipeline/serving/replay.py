@@ -18,7 +18,6 @@ each 2-hour boundary), each excluding what the reader read.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import random
 import subprocess
@@ -28,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any
 
 import httpx
 import numpy as np
@@ -39,49 +38,17 @@ import pyarrow.csv as pacsv
 
 from recs_pipeline import settings
 from recs_pipeline.adapters.lake import lake_from_url
-from recs_pipeline.adapters.publishing import SqlitePublisher
+from recs_pipeline.adapters.publishing import RecommendationBatch, SqlitePublisher
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.serving.app import live_settings
 from recs_pipeline.serving.live import LiveEvent, LiveSettings, MemoryLiveStore
-from recs_pipeline.serving.scoring import HOUR_MS, MINUTE_MS, combine_neighbours, fill
-
-K: Final = 20
-CUTS: Final = (10, 20)
-SESSION_GAP_MS: Final = 30 * MINUTE_MS
-
-
-@dataclass(frozen=True)
-class Query:
-    ts_ms: int
-    user_id: str
-    session_id: str
-    truth: str
-    last_before: str  # the session's click before the truth
-
-
-@dataclass
-class Scores:
-    """Hits per method at each cut: NDCG, HR, MRR sums and the number of sessions."""
-
-    n: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-
-    def add(self, ranked: Sequence[str], truth: str) -> None:
-        self.n += 1
-        position = ranked.index(truth) + 1 if truth in ranked[:K] else None
-        for cut in CUTS:
-            hit = position is not None and position <= cut
-            for metric, value in (
-                ("NDCG", 1 / math.log2(position + 1) if hit and position else 0.0),
-                ("HR", 1.0 if hit else 0.0),
-                ("MRR", 1 / position if hit and position else 0.0),
-            ):
-                key = f"{metric}@{cut}"
-                self.sums[key] = self.sums.get(key, 0.0) + value
-
-    def means(self) -> dict[str, float]:
-        return {k: v / self.n for k, v in self.sums.items()} if self.n else {}
-
+from recs_pipeline.serving.scoring import HOUR_MS, blend, combine_neighbours, fill
+from recs_pipeline.serving.session_ranker import (
+    SESSION_RANKER_PARAM,
+    session_ranker_as_of,
+    session_ranker_document,
+)
+from recs_pipeline.serving.sessions import K, Query, Scores, gap_sessions, session_queries
 
 # -- clicks ----------------------------------------------------------------------------------
 
@@ -114,6 +81,15 @@ def load_clicks(site: SiteConfig, start_ms: int, end_ms: int) -> pd.DataFrame:
             mask = pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms))
             if pc.any(mask).as_py():
                 tables.append(table.filter(mask))
+        if not tables:
+            return pd.DataFrame(
+                {
+                    "user_id": pd.Series(dtype=str),
+                    "article_id": pd.Series(dtype=str),
+                    "ts_ms": pd.Series(dtype="int64"),
+                    "session_id": pd.Series(dtype=str),
+                }
+            )
         frame = pa.concat_tables(tables, promote_options="default").to_pandas()
     else:
         lake = lake_from_url(settings.lake_url())
@@ -143,64 +119,6 @@ def load_clicks(site: SiteConfig, start_ms: int, end_ms: int) -> pd.DataFrame:
     if out["session_id"].isna().all():
         out["session_id"] = gap_sessions(out)
     return out
-
-
-def gap_sessions(clicks: pd.DataFrame) -> np.ndarray:
-    """Session ids from inactivity: a reader's click more than 30 minutes after the previous."""
-    order = clicks.sort_values(["user_id", "ts_ms"], kind="stable")
-    new = (order["user_id"] != order["user_id"].shift()) | (order["ts_ms"].diff() > SESSION_GAP_MS)
-    numbers = new.cumsum().astype(str)
-    ids = pd.Series(order["user_id"].to_numpy() + ":" + numbers.to_numpy(), index=order.index)
-    return ids.sort_index().to_numpy()
-
-
-def session_queries(clicks: pd.DataFrame, day_start_ms: int, day_end_ms: int) -> list[Query]:
-    """One query per session that starts in the day: its last click, after collapsing repeats.
-
-    Vectorised over the clicks (a day of Globo has some 100,000 sessions): clicks are grouped
-    by (reader, session) in time order; a click repeating the one before it in its session is
-    collapsed; the truth is the session's last article, ``last_before`` the collapsed click
-    before it, the moment that of the session's very last click.
-    """
-    if clicks.empty:
-        return []
-    users = clicks["user_id"].to_numpy()
-    sessions = clicks["session_id"].to_numpy()
-    stamps = clicks["ts_ms"].to_numpy()
-    articles = clicks["article_id"].to_numpy()
-    user_codes = pd.factorize(users)[0]
-    session_codes = pd.factorize(sessions)[0]
-    order = np.lexsort((np.arange(len(clicks)), stamps, session_codes, user_codes))
-    u, s, ts, a = user_codes[order], session_codes[order], stamps[order], articles[order]
-    new_group = np.ones(len(order), dtype=bool)
-    new_group[1:] = (u[1:] != u[:-1]) | (s[1:] != s[:-1])
-    group = np.cumsum(new_group) - 1
-    kept = new_group.copy()
-    kept[1:] |= a[1:] != a[:-1]
-    n_groups = int(group[-1]) + 1
-    first_ts = ts[new_group]
-    last_row = np.r_[np.flatnonzero(new_group)[1:] - 1, len(order) - 1]
-    kept_rows = np.flatnonzero(kept)
-    kept_group = group[kept_rows]
-    counts = np.bincount(kept_group, minlength=n_groups)
-    # The last and second-to-last kept rows of each group.
-    ends = np.cumsum(counts) - 1
-    eligible = (counts >= 2) & (first_ts >= day_start_ms) & (first_ts < day_end_ms)
-    chosen = np.flatnonzero(eligible)
-    truth_rows = kept_rows[ends[chosen]]
-    before_rows = kept_rows[ends[chosen] - 1]
-    queries = [
-        Query(
-            int(ts[last_row[g]]),
-            str(users[order[t]]),
-            str(sessions[order[t]]),
-            str(a[t]),
-            str(a[b]),
-        )
-        for g, t, b in zip(chosen, truth_rows, before_rows, strict=True)
-    ]
-    queries.sort(key=lambda q: (q.ts_ms, q.user_id))
-    return queries
 
 
 # -- the server ------------------------------------------------------------------------------
@@ -350,7 +268,9 @@ class Baselines:
         ]
         votes = self.knn.scores(query.session_id, session, query.ts_ms)
         ranked_knn = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        blended = blend(dict(pop), covisit, [], excluded=read)
         return {
+            "blend (the API without a session ranker)": [s.article_id for s in blended][:K],
             "sknn (V-SkNN, k=100, 24 h)+pop": [
                 s.article_id
                 for s in fill(K, [("session", ranked_knn), ("live", pop)], excluded=read)
@@ -369,6 +289,70 @@ def day_span(site: SiteConfig, day: dt.date) -> tuple[int, int]:
     start = dt.datetime.combine(day, dt.time(), site.tz)
     end = start + dt.timedelta(days=1)
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+def publish_day(
+    site: SiteConfig,
+    day: dt.date,
+    publisher: SqlitePublisher,
+    progress: Callable[[str], None] = print,
+    with_ranker: bool = True,
+) -> dict[str, Any]:
+    """Publish what the batch serves as of ``day``'s start: the popular list (1-hour half-life)
+    and, in its params, the session ranker of the day before (``session_ranker_as_of``, the
+    function the ``session_ranker`` asset calls) when it beat the blend on that day's sessions.
+    Returns the ranker's info (empty without one)."""
+    config = site.serving
+    day_start, _ = day_span(site, day)
+    first = day - dt.timedelta(days=config.session_ranker_days + 2)
+    clicks = load_clicks(site, day_span(site, first)[0], day_start)
+    views = pd.DataFrame(
+        {
+            "user_id": clicks["user_id"],
+            "article_id": clicks["article_id"],
+            "ts": pd.to_datetime(clicks["ts_ms"], unit="ms", utc=True),
+        }
+    )
+    as_of = dt.datetime.fromtimestamp(day_start / 1000, dt.UTC)
+    began = time.perf_counter()
+    model = (
+        session_ranker_as_of(views, day - dt.timedelta(days=1), as_of, config, site.tz)
+        if with_ranker
+        else None
+    )
+    info: dict[str, Any] = {} if model is None else dict(model.info)
+    ages = (day_start - clicks["ts_ms"].to_numpy()) / HOUR_MS
+    weights = pd.Series(np.exp2(-ages), index=clicks["article_id"].to_numpy())
+    top = weights.groupby(level=0).sum().sort_values(ascending=False).head(100)
+    popular = pd.DataFrame(
+        {
+            "source_entity_id": "default",
+            "rank": np.arange(1, len(top) + 1),
+            "recommended_article_id": top.index.astype(str),
+            "score": top.to_numpy(),
+        }
+    )
+    if popular.empty:
+        progress(f"{day}: no clicks before the day: nothing published (live state answers)")
+        return info
+    params: dict[str, Any] = {}
+    if model is not None and model.info.get("beats_blend"):
+        params[SESSION_RANKER_PARAM] = session_ranker_document(model)
+    publisher.publish(site.name, as_of, [RecommendationBatch("popular", popular, params=params)])
+    validation = info.get("validation", {})
+    progress(
+        f"{day}: session ranker of {day - dt.timedelta(days=1)} "
+        + (
+            f"trained on {info.get('requests_with_truth', 0):,} requests in "
+            f"{time.perf_counter() - began:.0f}s, held out NDCG@20 "
+            f"{validation.get('session_ranker', {}).get('NDCG@20', 0):.3f} vs blend "
+            f"{validation.get('blend', {}).get('NDCG@20', 0):.3f}: "
+            + ("published" if SESSION_RANKER_PARAM in params else "not published (the blend)")
+            if model is not None
+            else "not trained (too little traffic)"
+        )
+    )
+    return info
 
 
 def replay_day(
@@ -471,12 +455,14 @@ def replay(
     warm_hours: float = 24.0,
     sample: int | None = None,
     seed: int = 7,
+    session_ranker: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Session-protocol means over the days (session-weighted), one row per method."""
     with tempfile.TemporaryDirectory() as scratch:
+        publisher = None
         if database_url is None:
-            path = Path(scratch) / "empty.sqlite"
-            SqlitePublisher(path)  # the serving tables, no version: lists come from live state
+            path = Path(scratch) / "serving.sqlite"
+            publisher = SqlitePublisher(path)  # each day publishes what the batch serves
             database_url = f"sqlite:///{path}"
         share = None
         if sample is not None:
@@ -489,6 +475,8 @@ def replay(
             share = min(1.0, sample / max(sessions, 1))
         total: dict[str, Scores] = {}
         for day in days:
+            if publisher is not None:
+                publish_day(site, day, publisher, with_ranker=session_ranker)
             for method, s in replay_day(site, day, database_url, warm_hours, share, seed).items():
                 merged = total.setdefault(method, Scores())
                 merged.n += s.n

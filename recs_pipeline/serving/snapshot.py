@@ -11,6 +11,7 @@ unreachable it keeps the last good one and says so (``/readyz``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import sqlite3
 import threading
@@ -26,6 +27,11 @@ import psycopg
 from recs_pipeline.adapters.publishing import MODEL_TYPES, POPULAR_SOURCE, is_postgres_url
 from recs_pipeline.adapters.publishing.base import _parse_ts
 from recs_pipeline.adapters.publishing.postgres import libpq_url, redact_url
+from recs_pipeline.serving.session_ranker import (
+    SESSION_RANKER_PARAM,
+    SessionRanker,
+    session_ranker_from_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,9 @@ class Snapshot:
     #: ``Reader.current_ids`` as of this snapshot's transaction.
     stamp: tuple[tuple[str, int, str], ...] = ()
     loaded_at: float = field(default_factory=time.time)
+    #: The session ranker published in the user version's ``params`` (the popular version's
+    #: when there is no user version), if any: requests are scored by it; without, the blend.
+    session_ranker: SessionRanker | None = None
 
     @property
     def key(self) -> tuple[tuple[str, int], ...]:
@@ -129,6 +138,7 @@ class Reader(Protocol):
 _CURRENT: Final = (
     "SELECT type, id, as_of, finished_at FROM model WHERE site = {p} AND status = 'current'"
 )
+_PARAMS: Final = "SELECT params FROM model WHERE id = {p}"
 _ROWS: Final = (
     "SELECT source_entity_id, recommended_article_id, score FROM recommendation "
     "WHERE model_id = {p} ORDER BY source_entity_id, rank"
@@ -172,7 +182,36 @@ class SqlReader:
                 str(r[0])
                 for r in conn.execute(_CATALOGUE.format(p=self.mark), (site, CATALOGUE_SIZE))
             ]
-        return Snapshot(site=site, models=models, catalogue=catalogue, stamp=_stamp(current))
+            ranker = None
+            # Published with the user lists, or with the popular list when there are none.
+            for kind in ("user", "popular"):
+                if kind in models:
+                    row = conn.execute(_PARAMS.format(p=self.mark), (models[kind].model_id,))
+                    ranker = _session_ranker(site, row.fetchone())
+                    break
+        return Snapshot(
+            site=site,
+            models=models,
+            catalogue=catalogue,
+            stamp=_stamp(current),
+            session_ranker=ranker,
+        )
+
+
+def _session_ranker(site: str, row: Sequence[Any] | None) -> SessionRanker | None:
+    """The session ranker a user version's params carry; None without one, or unreadable (the
+    blend answers then, and the log says why)."""
+    if row is None:
+        return None
+    params = row[0] if isinstance(row[0], dict) else json.loads(row[0] or "{}")
+    document = params.get(SESSION_RANKER_PARAM)
+    if not document:
+        return None
+    try:
+        return session_ranker_from_document(document)
+    except (ValueError, KeyError, TypeError) as error:
+        log.warning("%s: the published session ranker cannot be used: %s", site, error)
+        return None
 
 
 def _stamp(rows: Sequence[Sequence[Any]]) -> tuple[tuple[str, int, str], ...]:
