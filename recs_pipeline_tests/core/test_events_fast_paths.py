@@ -2,9 +2,10 @@
 
 Same events (every column, line numbers included), same quarantine (reason, file, line number,
 raw text) and same counts, for each source format: Snowplow JSON lines (``parse_snowplow_fast``
-against ``parse_snowplow_lines``), delimited click logs and MIND behaviours (one bulk parse per
-batch of lines against every line parsed on its own), GA4 JSON lines (batches against single
-lines), and the day assembled from either.
+and, for small files parsed together, ``parse_snowplow_group``, against
+``parse_snowplow_lines``), delimited click logs and MIND behaviours (one bulk parse per batch of
+lines against every line parsed on its own), GA4 JSON lines (batches against single lines), and
+the day assembled from either.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from recs_pipeline.core.events import (
     assemble_day,
     parse_ga4_lines,
     parse_snowplow_fast,
+    parse_snowplow_group,
     parse_snowplow_lines,
 )
 from recs_pipeline.core.site import SiteConfig
@@ -155,6 +157,22 @@ def test_snowplow_fast_path_on_a_file_of_every_tricky_line() -> None:
     slow = parse_snowplow_lines([lines], FILE, HOUR, bot_user_agent_pattern="bot")
     assert_same(fast, slow)
     assert len(fast.quarantine) > 10 and len(fast.events) > 50
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(lines_strategy, min_size=1, max_size=6), st.booleans())
+def test_small_snowplow_files_parsed_together_are_each_file_parsed_alone(
+    files: list[list[bytes]], pseudonymise: bool
+) -> None:
+    users = Pseudonymiser("a-salt-of-twenty-chars") if pseudonymise else None
+    names = [f"2026/11/10/15/f{i}.json.gz" for i in range(len(files))]
+    together = parse_snowplow_group(
+        list(zip(names, files, strict=True)), users=users, bot_user_agent_pattern="bot"
+    )
+    for name, lines, parsed in zip(names, files, together, strict=True):
+        alone = parse_snowplow_lines([lines], name, users=users, bot_user_agent_pattern="bot")
+        assert parsed.source_file == name
+        assert_same(parsed, alone)
 
 
 def read_file(source: FileSource, batch_lines: int) -> ParsedLines:

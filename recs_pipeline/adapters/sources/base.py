@@ -204,9 +204,7 @@ class FileSource:
         # Whole seconds: an S3 listing may give milliseconds where HEAD gives seconds (MinIO).
         return int(info.size or 0) != file.size or math.floor(mtime) != math.floor(file.mtime)
 
-    def read_safely(
-        self, file: LandingFile, parse: Callable[[], ParsedLines]
-    ) -> ParsedLines | None:
+    def read_safely(self, file: LandingFile, parse: Callable[[], T]) -> T | ParsedLines | None:
         """``parse()``, or the whole file quarantined when it cannot be read; None when it is
         still being written (changed while read, or unreadable and modified within
         ``settle_seconds``): the next run reads it."""

@@ -22,11 +22,15 @@ from recs_pipeline.core.events import (
     ParsedLines,
     assemble_day,
     parse_snowplow_fast,
+    parse_snowplow_group,
     parse_snowplow_lines,
 )
 from recs_pipeline.core.site import EventSourceConfig
 from recs_pipeline.core.timeframe import day_bounds, day_of
 
+#: Files up to this size (as stored, usually gzipped: some ten thousand lines) are parsed
+#: together with the next ones (``SnowplowEvents.parse_files``).
+SMALL_FILE_BYTES = 1 << 20
 _HOUR_FOLDER = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 
 
@@ -99,6 +103,48 @@ class SnowplowEvents(FileSource):
             parsed.hour = self.hour_of(file.path)  # its hour's day owns it
         return parsed
 
+    def parse_files(self, files: Sequence[LandingFile]) -> dict[str, ParsedLines | None]:
+        """``parse_file`` of each file; small files are parsed together, up to a batch of lines
+        at once (``parse_snowplow_group``), so they cost no more per line than big ones."""
+        out: dict[str, ParsedLines | None] = {}
+        group: list[tuple[LandingFile, list[bytes]]] = []
+        lines_in_group = 0
+
+        def flush() -> None:
+            if not group:
+                return
+            results = parse_snowplow_group(
+                [(self.relative(f.path), lines) for f, lines in group],
+                users=pseudonymiser_of(self.config),
+                bot_user_agent_pattern=self.config.bot_user_agent_pattern,
+                max_line_bytes=self.max_line_bytes,
+            )
+            for (f, _), parsed in zip(group, results, strict=True):
+                parsed.hour = self.hour_of(f.path)
+                out[f.path] = parsed
+            group.clear()
+
+        for file in files:
+            if not self.fast or file.size > SMALL_FILE_BYTES:
+                out[file.path] = self.parse_file(file)
+                continue
+            read = self.read_safely(file, lambda f=file: self._lines(f))  # type: ignore[misc]
+            if read is None or isinstance(read, ParsedLines):
+                if read is not None:
+                    read.hour = self.hour_of(file.path)  # unreadable: its hour's day owns it
+                out[file.path] = read
+                continue
+            group.append((file, read))
+            lines_in_group += len(read)
+            if lines_in_group >= self.batch_lines:
+                flush()
+                lines_in_group = 0
+        flush()
+        return out
+
+    def _lines(self, file: LandingFile) -> list[bytes]:
+        return [line for batch in self.line_batches(file.path) for line in batch]
+
     def read_days(
         self, days: Sequence[dt.date], now: pd.Timestamp | None = None
     ) -> Iterator[tuple[dt.date, DayEvents]]:
@@ -108,12 +154,15 @@ class SnowplowEvents(FileSource):
         for position, day in enumerate(wanted):
             upcoming = wanted[position + 1] if position + 1 < len(wanted) else None
             keep = {f.path for f in self.files_for_day(upcoming)} if upcoming else set()
+            files = self.files_for_day(day)
+            fresh = self.parse_files([f for f in files if f.path not in cache])
             parsed = []
-            for file in self.files_for_day(day):
-                item = cache.pop(file.path, None) if file.path in cache else self.parse_file(file)
+            for file in files:
+                item = cache.pop(file.path) if file.path in cache else fresh.pop(file.path)
                 if item is None:
                     continue  # still being written: the next run reads it
                 if file.path in keep:
                     cache[file.path] = item
                 parsed.append(item)
+            del fresh
             yield day, assemble_day(drain(parsed), day, self.tz, self.rules, now=now)

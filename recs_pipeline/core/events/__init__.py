@@ -57,6 +57,7 @@ from recs_pipeline.core.events.ga4 import (
 )
 from recs_pipeline.core.events.snowplow import (
     parse_snowplow_fast,
+    parse_snowplow_group,
     parse_snowplow_lines,
 )
 from recs_pipeline.core.events.tables import (
@@ -92,6 +93,7 @@ __all__ = [
     "home_day",
     "parse_ga4_lines",
     "parse_snowplow_fast",
+    "parse_snowplow_group",
     "parse_snowplow_lines",
     "parse_timestamps",
     "quarantine_frame",
