@@ -14,8 +14,7 @@ Playwright, checks:
 
 Screenshots go to the test's temporary folder; with ``RECS_UPDATE_SCREENSHOTS=1`` they are also
 copied into ``docs/`` (``docs/asset-graph.png`` is the README's picture). Without chromium the
-tests skip and say how to get it; ``RECS_UPDATE_SCREENSHOTS`` aside, ``RECS_REQUIRE_BROWSER=1``
-(CI) makes a missing browser a failure.
+tests skip and say how to get it; with ``RECS_REQUIRE_BROWSER=1`` (CI) a missing browser fails.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ from recs_pipeline_tests.ui.browser import (
 )
 from recs_pipeline_tests.ui.webserver import PROJECT, Webserver
 
-DAYS = 4
+DAYS = 3
 SITE = "demo"
 UNRUN_SITE = "news"
 LOCATION = "recs_pipeline.definitions"  # the code location's name with `-m MODULE`
@@ -81,7 +80,6 @@ class UISite:
     # check name -> partition (None: the run-level result) -> passed, as the instance recorded
     evaluations: dict[dg.AssetCheckKey, dict[str | None, bool]]
     shots: Path
-    timings: dict[str, float]
 
     def checks_of(self, asset: str) -> dict[str, dict[str | None, bool]]:
         return {
@@ -159,17 +157,20 @@ def ui(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UISi
                 evaluation.passed
             )
         server.wait_ready()
+        ready = time.monotonic() - started
         yield UISite(
             server.url,
             days,
             lake_from_url(str(home / "lake")),
             evaluations,
             shots,
-            {"setup_s": time.monotonic() - started, "materialise_s": materialised},
         )
     finally:
         server.stop()
-        print(f"\nUI test: {time.monotonic() - started:.1f} s in all; screenshots in {shots}")
+    print(
+        f"\nUI test: {time.monotonic() - started:.1f} s in all, {ready:.1f} s to a served instance "
+        f"({materialised:.1f} s materialising); screenshots in {shots}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -282,26 +283,57 @@ def test_the_gate_checks_partitions_tab_counts_the_passing_days(ui: UISite, page
     expect(counter).to_have_text(f"Passed ({passed})", timeout=5_000)
 
 
-def test_the_asset_page_plots_row_counts_per_partition(ui: UISite, page: Any) -> None:
+def _plots(page: Any, asset: str, titles: list[str]) -> dict[str, dict[str, float]]:
+    """The values of an asset page's metadata plots, per partition (the Plots view's default)."""
     from playwright.sync_api import expect
 
-    page.goto(f"/assets/{SITE}/raw_events")
+    page.goto(f"/assets/{SITE}/{asset}")
     page.get_by_role("button", name="Plots").click()
     # Plotted over partitions, not over materialisation events.
     expect(page.get_by_role("button", name="Partitions")).to_have_attribute("aria-selected", "true")
-    title = page.get_by_text("dagster/row_count", exact=True)
-    expect(title).to_be_visible()
-    canvas = title.locator("xpath=../..").locator("canvas")
-    expect(canvas).to_have_count(1)
-    plotted = canvas.evaluate(PLOT_VALUES_JS)
-    assert plotted is not None, "no plot data behind the row-count chart"
-    assert plotted["xAxis"] == "partition"
-    values = {day: value for day, value in plotted["values"] if value is not None}
-    rows = {}
+    plots: dict[str, dict[str, float]] = {}
+    for name in titles:
+        title = page.get_by_text(name, exact=True)
+        expect(title).to_be_visible()
+        canvas = title.locator("xpath=../..").locator("canvas")
+        expect(canvas).to_have_count(1)
+        plotted = canvas.evaluate(PLOT_VALUES_JS)
+        assert plotted is not None, f"no plot data behind the {name} chart"
+        assert plotted["xAxis"] == "partition", f"{name} is plotted over {plotted['xAxis']}"
+        plots[name] = {day: value for day, value in plotted["values"] if value is not None}
+    return plots
+
+
+def _per_day(ui: UISite, column: str, measure: str) -> dict[str, int]:
+    numbers = {}
     for day in ui.days:
-        frame = ui.lake.read_partition(SITE, "raw_events", day, columns=["event_id"])
+        frame = ui.lake.read_partition(SITE, "raw_events", day, columns=[column])
         assert frame is not None, f"raw_events {day} is not in the lake"
-        rows[day] = len(frame)
-    assert values == rows, f"the plot shows {values}, the lake holds {rows}"
-    assert len(set(values.values())) > 1, "every day plots the same number: run totals?"
+        numbers[day] = len(frame) if measure == "rows" else int(frame[column].nunique())
+    return numbers
+
+
+def test_the_asset_page_plots_row_counts_per_partition(ui: UISite, page: Any) -> None:
+    plots = _plots(page, "raw_events", ["dagster/row_count", "events"])
+    rows = _per_day(ui, "event_id", "rows")
+    for name, values in plots.items():
+        assert values == rows, f"{name} plots {values}, the lake holds {rows} rows"
+    assert len(set(rows.values())) > 1, "every day has as many rows: the plot cannot tell"
     _screenshot(page, ui, "asset-page.png")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,  # only the comparison below: a page that does not load fails outright
+    reason="raw_events' `articles` and `users` are the whole run's distinct counts stamped on "
+    "every day of a range (recs_pipeline/assets/ingestion.py: the per-day metadata lacks them)",
+)
+def test_the_asset_page_plots_each_days_distinct_articles_and_users(ui: UISite, page: Any) -> None:
+    try:
+        plots = _plots(page, "raw_events", ["articles", "users"])
+    except AssertionError as error:
+        pytest.fail(f"the plots did not load: {error}")
+    assert plots == {
+        "articles": _per_day(ui, "article_id", "distinct"),
+        "users": _per_day(ui, "user_id", "distinct"),
+    }

@@ -16,6 +16,11 @@ PROJECT = Path(__file__).resolve().parents[2]
 WEBSERVER = PROJECT / ".venv" / "bin" / "dagster-webserver"
 
 
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class Webserver:
     """``dagster-webserver -h 127.0.0.1 -p PORT -m recs_pipeline.definitions`` with an env."""
 
@@ -32,7 +37,9 @@ class Webserver:
 
     def start(self) -> None:
         self._log_file = self.log.open("wb")
-        # A session of its own: stop() signals the webserver and its code server together.
+        # A session of its own: stop() signals the webserver and its code server together. The
+        # default SIGINT/SIGTERM handlers: a pytest started in the background ignores both, and
+        # a child would inherit that (the webserver would then outlive stop()'s SIGTERM).
         self.process = subprocess.Popen(
             [
                 str(WEBSERVER),
@@ -48,6 +55,7 @@ class Webserver:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_signals,
         )
 
     def log_tail(self, chars: int = 3000) -> str:
@@ -79,7 +87,7 @@ class Webserver:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
