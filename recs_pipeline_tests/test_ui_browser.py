@@ -71,6 +71,10 @@ GRAPH_VIEWPORT = {"width": 2400, "height": 1600}  # wide enough for Dagster's de
 PAGE_VIEWPORT = {"width": 1600, "height": 1000}
 TIMEOUT_MS = 30_000
 
+# One materialised site and one webserver for the module: with `-n N --dist loadgroup` its tests
+# stay on one worker (plain `--dist load` may split them and build the site twice).
+pytestmark = pytest.mark.xdist_group("ui_browser")
+
 
 @dataclass
 class UISite:
