@@ -150,6 +150,13 @@ def _delete_queue(broker: Broker, queue: str) -> None:
             connection.default_channel.queue_delete(queue)
     except Exception:  # best effort: the queue holds nothing once the run is over
         pass
+    if broker.broker_url.startswith("redis"):
+        # kombu keeps the queue's exchange bindings in keys named after it.
+        import redis
+
+        client = redis.Redis.from_url(broker.broker_url)
+        for key in client.scan_iter(match=f"_kombu.binding*.{queue}"):
+            client.delete(key)
 
 
 @pytest.fixture
