@@ -360,7 +360,7 @@ def test_k8s_run_launcher_submits_one_job_per_run(tmp_path: Path) -> None:
     batch = RecordingBatchApi()
     launcher = _k8s_launcher(config["run_launcher"]["config"], tmp_path, batch)
     namespace, job = _submitted_job(launcher, batch)
-    assert namespace == "default"
+    assert namespace == "recs"
     spec = job.spec.template.spec
     container = spec.containers[0]
     assert container.image == IMAGE
@@ -441,7 +441,8 @@ CHART_SECTIONS = {
 
 
 def _launcher_config_from_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """What the chart passes to the K8sRunLauncher, plus the fields it always fills in."""
+    """What the chart's instance template passes to the K8sRunLauncher (the settings renamed,
+    the names of the env sources, the fields it always fills in) for the release `dagster`."""
     settings = values["runLauncher"]["config"]["k8sRunLauncher"]
     unknown = set(settings) - set(HELM_TO_LAUNCHER)
     assert not unknown, f"not K8sRunLauncher settings of the chart: {unknown}"
