@@ -260,13 +260,6 @@ def test_the_gate_checks_show_their_real_status(ui: UISite, page: Any) -> None:
     _screenshot(page, ui, "asset-checks.png")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # only the count below: a page that does not load fails outright
-    reason="day_check (recs_pipeline/assets/checks.py) logs per-day AssetCheckEvaluations "
-    "without target_materialization_data, so Dagster does not count them as current for the "
-    "day's materialisation: the check's Partitions tab lists every day as Missing",
-)
 def test_the_gate_checks_partitions_tab_counts_the_passing_days(ui: UISite, page: Any) -> None:
     from playwright.sync_api import expect
 

@@ -30,6 +30,11 @@ from typing import Any, Final
 import dagster as dg
 import pandas as pd
 
+# Not exported by dagster; the per-day evaluations need it (see _latest_materialization).
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
 from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.adapters.model_store import ranker_info
 from recs_pipeline.assets.common import daily_partitions, key
@@ -158,6 +163,23 @@ def readers_verdict(site: SiteConfig, recs: pd.DataFrame | None, readers: int) -
     return passed, reason, {"users": float(users), "readers": float(readers), "share": share}
 
 
+def _latest_materialization(
+    context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey, day: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The day's newest materialisation, which the day's evaluation is about: without it the
+    UI does not count the evaluation as current for that partition (its Partitions tab would
+    list every day as missing)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[day]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+
+
 def combine_days(
     context: dg.AssetCheckExecutionContext,
     verdict: Callable[[str], DayVerdict],
@@ -194,7 +216,9 @@ def combine_days(
                         "reason": dg.MetadataValue.text(reason),
                         **{name: dg.MetadataValue.float(float(v)) for name, v in numbers.items()},
                     },
-                    target_materialization_data=None,
+                    target_materialization_data=_latest_materialization(
+                        context, check_key.asset_key, day
+                    ),
                     severity=severity if day in gated else dg.AssetCheckSeverity.WARN,
                     description=reason
                     if ok or day in gated

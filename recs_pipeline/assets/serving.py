@@ -228,17 +228,22 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         API reads them; the label is the article read next. The day's own sessions are held
         out: ``beats_blend`` says whether it ranked them better (NDCG@20) than the API's
         default blend, and only then is it published with the day's user lists. In a range,
-        only the days that will be published (the newest ``publish.keep_versions``) train.
+        only the newest day trains: it is the one the run leaves served (the older days'
+        versions are kept for rollback, answered by the blend).
         """
         started = run_started(context)
         days = run_days(context)
-        served = set(days[-site.publish.keep_versions :])
+        served = set(days[-1:])
         window = click_window(raw_events, ranker_days)
         published = 0
         rows = []
         for day in days:
+            document: dict[str, Any] | None = None
             if day not in served:
-                info: dict[str, Any] = {"trained": False, "reason": "not published"}
+                info: dict[str, Any] = {
+                    "trained": False,
+                    "reason": "a later day of this run is the one served",
+                }
             else:
                 as_of = clock.as_of_for(day, site.tz, started).to_pydatetime()
                 model = session_ranker_as_of(
@@ -256,14 +261,11 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     }
                 else:
                     info = {"trained": True, **model.info}
+                    document = session_ranker_document(model)
                     published += bool(model.info.get("beats_blend"))
-                write_session_ranker(
-                    lake.lake(),
-                    site,
-                    day,
-                    None if model is None else session_ranker_document(model),
-                    info,
-                )
+            # Every day records why it has (or has not) a ranker: a file left by an earlier
+            # run of the day is never read without a fresh info saying it was trained.
+            write_session_ranker(lake.lake(), site, day, document, info)
             validation = info.get("validation")
             scores = validation if isinstance(validation, dict) else {}
             ranker_ndcg = float(scores.get("session_ranker", {}).get("NDCG@20", 0.0))
