@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from recs_pipeline import settings
 from recs_pipeline.adapters.lake import Lake, lake_from_url
-from recs_pipeline.core.site import SiteConfig, load_sites
+from recs_pipeline.core.site import SiteConfig, read_sites
 from recs_pipeline.serving.app import ServingState, create_app, site_runtime
 from recs_pipeline.serving.live import LiveEvent, LiveStore, live_store
 from recs_pipeline.serving.snapshot import reader_from_url
@@ -102,8 +102,16 @@ def app_from_environment(site_names: Sequence[str] = (), warm: bool = True) -> F
     """The app as ``recs serve`` builds it: sites from ``RECS_SITES_DIR``, the serving database
     from ``RECS_DATABASE_URL``, live state from ``RECS_LIVE_URL`` (in process when unset), the
     lake from ``RECS_LAKE_URL`` for the warm-up."""
-    sites = load_sites(settings.sites_dir())
+    files = read_sites(settings.sites_dir())
+    sites = files.sites
+    # A broken site file is reported and skipped: the other sites are served.
+    for error in files.broken:
+        log.error("site file not served: %s", error)
     if site_names:
+        broken = [name for name in site_names if files.broken_named(name) is not None]
+        if broken:
+            reasons = "; ".join(str(files.broken_named(name)) for name in broken)
+            raise ValueError(f"site(s) {broken} cannot be served: {reasons}")
         unknown = sorted(set(site_names) - {s.name for s in sites})
         if unknown:
             raise ValueError(f"unknown site(s) {unknown}; sites: {[s.name for s in sites]}")

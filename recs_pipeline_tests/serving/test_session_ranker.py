@@ -4,6 +4,7 @@ with the very same features, published inside a version's params."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -229,3 +230,29 @@ def test_the_api_scores_requests_with_the_published_ranker_and_training_features
     api_off = start_api(url, site_config(session_ranker=False))
     api_off.events(events)
     assert api_off.recs(reader, k=10)["ranked_by"] == "blend"
+
+
+def test_recs_serve_serves_the_good_sites_beside_a_broken_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from recs_pipeline.serving.server import app_from_environment
+
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "good.yaml").write_text(
+        "name: good\nstart_date: 2026-11-01\n"
+        "events: {format: snowplow, location: /nonexistent, hosts: [good.example.com]}\n"
+    )
+    (sites / "broken.yaml").write_text("name: broken\nstart_date: [not a date\n")
+    SqlitePublisher(tmp_path / "recs.sqlite")
+    monkeypatch.setenv("RECS_SITES_DIR", str(sites))
+    monkeypatch.setenv("RECS_DATABASE_URL", f"sqlite:///{tmp_path / 'recs.sqlite'}")
+    monkeypatch.delenv("RECS_LIVE_URL", raising=False)
+    app = app_from_environment(warm=False)
+    with TestClient(app) as client:
+        assert client.get("/v1/sites/good/popular").status_code == 200
+        assert client.get("/v1/sites/broken/popular").status_code == 404
+    with pytest.raises(ValueError, match=r"broken\.yaml"):
+        app_from_environment(["broken"], warm=False)
