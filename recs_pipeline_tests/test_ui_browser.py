@@ -319,12 +319,6 @@ def test_the_asset_page_plots_row_counts_per_partition(ui: UISite, page: Any) ->
     _screenshot(page, ui, "asset-page.png")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # only the comparison below: a page that does not load fails outright
-    reason="raw_events' `articles` and `users` are the whole run's distinct counts stamped on "
-    "every day of a range (recs_pipeline/assets/ingestion.py: the per-day metadata lacks them)",
-)
 def test_the_asset_page_plots_each_days_distinct_articles_and_users(ui: UISite, page: Any) -> None:
     try:
         plots = _plots(page, "raw_events", ["articles", "users"])

@@ -184,6 +184,10 @@ class SourceDays:
                     "events_from_other_files": result.from_other_files,
                     "extra_events": result.extra_events,
                     "lines_unaccounted": 0,
+                    # The day's own distinct counts (the run's totals are stamped on every
+                    # partition of a range by the output metadata below).
+                    "users": int(events["user_id"].nunique()),
+                    "articles": int(events["article_id"].nunique()),
                 },
             )
             self._day_metadata(
