@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -34,9 +33,8 @@ from recs_pipeline.assets.common import (
     site_asset,
     trailing_window,
 )
-from recs_pipeline.core.als import AlsModel
 from recs_pipeline.core.baselines import BaselineParams
-from recs_pipeline.core.candidates import CandidateParams, ClickHistory, similar_matrix
+from recs_pipeline.core.candidates import CandidateParams, ClickHistory
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
 from recs_pipeline.core.evaluation import (
     METRICS,
@@ -50,6 +48,7 @@ from recs_pipeline.core.ranker import (
     RankerParams,
     RankingContext,
     evaluation_methods,
+    ranking_context,
     save_ranker,
     train_ranker,
 )
@@ -108,23 +107,6 @@ def baseline_params(site: SiteConfig) -> BaselineParams:
     )
 
 
-def ranking_context(
-    clicks: pd.DataFrame,
-    tz: ZoneInfo,
-    als: AlsModel | None,
-    similar: pd.DataFrame | None,
-    categories: pd.Series | None = None,
-) -> RankingContext:
-    history = ClickHistory.from_events(clicks)
-    return RankingContext(
-        history=history,
-        tz=tz,
-        als=als,
-        similar=similar_matrix(history, similar) if similar is not None else None,
-        categories=categories,
-    )
-
-
 def day_ranking_context(
     clicks: TrailingWindow,
     sections: SectionWindow,
@@ -141,7 +123,7 @@ def day_ranking_context(
     window = clicks.rows(day)
     before = window_days(day, models_lag + 1)[0]
     return ranking_context(
-        window.loc[window["ts"] < as_of],
+        ClickHistory.from_events(window.loc[window["ts"] < as_of]),
         site.tz,
         load_als(store, site, before),
         read_similar(store, site, before),

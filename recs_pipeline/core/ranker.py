@@ -33,6 +33,7 @@ from recs_pipeline.core.candidates import (
     article_stats,
     covisitation,
     generate_candidates,
+    similar_matrix,
 )
 from recs_pipeline.core.evaluation import slot_truth
 from recs_pipeline.core.features import FEATURES, candidate_features
@@ -93,6 +94,24 @@ class RankingContext:
     als: AlsModel | None = None
     similar: scipy.sparse.csr_matrix | None = None
     categories: pd.Series | None = None
+
+
+def ranking_context(
+    history: ClickHistory,
+    tz: ZoneInfo,
+    als: AlsModel | None = None,
+    similar: pd.DataFrame | None = None,
+    categories: pd.Series | None = None,
+) -> RankingContext:
+    """The one way a ranking context is built: the similar-articles frame becomes a matrix over
+    the history's article codes."""
+    return RankingContext(
+        history=history,
+        tz=tz,
+        als=als,
+        similar=similar_matrix(history, similar) if similar is not None else None,
+        categories=categories,
+    )
 
 
 @dataclass

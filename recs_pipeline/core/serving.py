@@ -35,8 +35,8 @@ import pandas as pd
 
 from recs_pipeline.core.als import AlsModel
 from recs_pipeline.core.baselines import pop_decay_half_life
-from recs_pipeline.core.candidates import HOUR, ClickHistory, _isin_sorted, similar_matrix
-from recs_pipeline.core.ranker import RankerModel, RankingContext, rank_lists
+from recs_pipeline.core.candidates import HOUR, ClickHistory, _isin_sorted
+from recs_pipeline.core.ranker import RankerModel, rank_lists, ranking_context
 from recs_pipeline.core.timeframe import day_bounds, day_of, window_days
 
 __all__ = [
@@ -213,13 +213,7 @@ def recommendations_as_of(
     personal = empty
     shared = (np.empty(0, dtype=np.int64), np.empty(0))
     if inputs.ranker is not None and by_ranker.any():
-        context = RankingContext(
-            history=history,
-            tz=inputs.tz,
-            als=inputs.als,
-            similar=similar_matrix(history, inputs.similar) if inputs.similar is not None else None,
-            categories=inputs.categories,
-        )
+        context = ranking_context(history, inputs.tz, inputs.als, inputs.similar, inputs.categories)
         known = np.flatnonzero((codes >= 0) & by_ranker)
         if len(known):
             lists = rank_lists(
