@@ -15,6 +15,7 @@ from recs_pipeline.adapters.lake import Lake, lake_from_url
 from recs_pipeline.adapters.publishing import Publisher, publisher_from_url
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames
+from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import as_of_for_day, parse_moment
 
 
@@ -194,6 +195,13 @@ class Clock(dg.ConfigurableResource):
     ) -> pd.Timestamp:
         explicit = parse_moment(self.as_of) if self.as_of else None
         return as_of_for_day(day, tz, explicit=explicit, now=run_started)
+
+    def moments(self, context: Any, site: SiteConfig) -> dict[str, pd.Timestamp]:
+        """The as-of moment of every day a step's run materialises (one partition or a range),
+        from one "now" for the whole run: the one place assets get their moments from."""
+        started = run_started(context)
+        days = sorted(context.partition_keys)
+        return {day: self.as_of_for(day, site.tz, started) for day in days}
 
 
 def run_started(context: Any) -> pd.Timestamp:

@@ -459,7 +459,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
         Computed one day at a time as the lake IO manager writes it, from that day's events only.
         """
-        started = run_started(context)
+        moments = clock.moments(context, site)
         users, articles = DistinctCount(), DistinctCount()
         dwell: list[np.ndarray] = []
 
@@ -467,7 +467,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             frame = daily_engagement(
                 raw_events.load(day),
                 day,
-                clock.as_of_for(day, site.tz, started),
+                moments[day],
                 site.events.heartbeat_seconds,
             )
             users.add(frame["user_id"])

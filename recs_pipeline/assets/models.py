@@ -27,7 +27,7 @@ from recs_pipeline.core.matrix import build_matrix
 from recs_pipeline.core.popularity import popular_articles as rank_popular
 from recs_pipeline.core.similarity import similar_articles as rank_similar
 from recs_pipeline.core.site import SiteConfig
-from recs_pipeline.resources import Clock, LakeResource, run_started
+from recs_pipeline.resources import Clock, LakeResource
 
 
 def als_params(site: SiteConfig) -> AlsParams:
@@ -65,7 +65,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         the lake IO manager writes them, each engagement partition read once and kept only
         while a window still covers it.
         """
-        started = run_started(context)
+        moments = clock.moments(context, site)
         windows = TrailingWindow(engagement, window)
         users, articles = DistinctCount(), DistinctCount()
         counts: dict[str, int] = {}
@@ -73,7 +73,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
         def day_interactions(day: str) -> pd.DataFrame:
             nonlocal counts, rows
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             frame, counts = window_interactions(
                 windows.rows(day), day, as_of, site.engagement, has_dwell
             )
@@ -195,11 +195,11 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     ) -> pd.DataFrame:
         """Time-decayed popularity: the cold-start and default list (best article scores 1)."""
         config = site.models.popular
-        started = run_started(context)
+        moments = clock.moments(context, site)
         windows = TrailingWindow(engagement, config.window_days)
         frames = []
         for day in run_days(context):
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             rows = windows.rows(day)
             if rows.empty:
                 continue
@@ -234,7 +234,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     ) -> pd.DataFrame:
         """Article -> article top-K: cosine of ALS article factors x recency, self excluded."""
         config = site.models.similar
-        started = run_started(context)
+        moments = clock.moments(context, site)
         store = lake.lake()
         frames = []
         for day in run_days(context):
@@ -243,7 +243,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 continue
             rows = interactions.load(day)
             first_seen = rows.groupby("article_id")["article_first_seen"].min()
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             among = None
             if config.recent_days is not None:
                 since = as_of - pd.Timedelta(days=config.recent_days)

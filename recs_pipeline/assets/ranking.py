@@ -55,7 +55,7 @@ from recs_pipeline.core.ranker import (
 from recs_pipeline.core.serving import ServedLists, ServingInputs
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import previous_day, window_days
-from recs_pipeline.resources import Clock, LakeResource, run_started
+from recs_pipeline.resources import Clock, LakeResource
 
 EVALUATION_COLUMNS = ("date", *RESULT_COLUMNS)
 
@@ -201,13 +201,13 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         """
         store = lake.lake()
         params = ranker_params(site)
-        started = run_started(context)
+        moments = clock.moments(context, site)
         clicks = click_window(raw_events, config.training_days)
         sections = SectionWindow(store, site, config.training_days)
         last: dict[str, Any] = {}
         trained = 0
         for day in run_days(context):
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             info: dict[str, Any] = {"trained": False, "as_of": as_of.isoformat(), "day": day}
             if not config.enabled:
                 info["reason"] = "ranker disabled in the site's models.ranker.enabled"
@@ -336,7 +336,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         have ended. The gate (``served_beats_best_baseline``) reads this table.
         """
         store = lake.lake()
-        started = run_started(context)
+        moments = clock.moments(context, site)
         clicks = click_window(raw_events, evaluation.lookback_days + 1)
         older_days = site.engagement.read_days - (evaluation.lookback_days + 1)
         older = opened_window(engagement, older_days) if older_days > 0 else None
@@ -344,7 +344,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         frames = []
         evaluated: dict[str, pd.DataFrame] = {}
         for day in run_days(context):
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             before = previous_day(day)
             ctx = day_ranking_context(clicks, sections, lake, site, day, as_of)
             window = clicks.rows(day)

@@ -33,7 +33,7 @@ from recs_pipeline.core.day_frames import DayFrames, of_days
 from recs_pipeline.core.serving import article_registry, recommendations_as_of
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import window_days
-from recs_pipeline.resources import Clock, LakeResource, PublisherResource, run_started
+from recs_pipeline.resources import Clock, LakeResource, PublisherResource
 from recs_pipeline.serving.session_ranker import (
     SESSION_RANKER_PARAM,
     session_ranker_as_of,
@@ -103,7 +103,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         one read set and one window of clicks, not the range's engagement.
         """
         per_user = site.models.per_user
-        started = run_started(context)
+        moments = clock.moments(context, site)
         clicks = click_window(raw_events, ranker.history_days + 1)
         opened = opened_window(engagement, site.engagement.read_days)
         sections = SectionWindow(lake.lake(), site, ranker.history_days + 1)
@@ -118,7 +118,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 return pd.DataFrame(columns=list(schemas.USER_RECOMMENDATION_COLUMNS))
             seen = pairs[["user_id", "article_id"]].drop_duplicates().reset_index(drop=True)
             readers = readers_since(pairs, window_days(day, site.engagement.window_days)[0])
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             inputs = serving_inputs(
                 lake.lake(),
                 site,
@@ -231,7 +231,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         only the newest day trains: it is the one the run leaves served (the older days'
         versions are kept for rollback, answered by the blend).
         """
-        started = run_started(context)
+        moments = clock.moments(context, site)
         days = run_days(context)
         served = set(days[-1:])
         window = click_window(raw_events, ranker_days)
@@ -245,7 +245,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     "reason": "a later day of this run is the one served",
                 }
             else:
-                as_of = clock.as_of_for(day, site.tz, started).to_pydatetime()
+                as_of = moments[day].to_pydatetime()
                 model = session_ranker_as_of(
                     window.rows(day),
                     dt.date.fromisoformat(day),
@@ -332,7 +332,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         backfill of an older day is kept as ``stale`` and never replaces newer recommendations.
         """
         target = publisher.publisher()
-        started = run_started(context)
+        moments = clock.moments(context, site)
         articles = 0
         if len(pages):
             articles = target.upsert_articles(site.name, article_registry(pages))
@@ -348,7 +348,7 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 "older versions would be pruned at once by keep_versions"
             )
         for day in to_publish:
-            as_of = clock.as_of_for(day, site.tz, started)
+            as_of = moments[day]
             users = user_recommendations.load(day)  # only the days published are read
             similar = of_days(similar_articles, [day])
             popular = of_days(popular_articles, [day])
