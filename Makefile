@@ -28,7 +28,7 @@ install: .venv/.installed
 	@touch $@
 
 # The Dagster instance: SQLite under $(DAGSTER_HOME) by default; Postgres with
-# DAGSTER_YAML=deploy/dagster.postgres.yaml (and the DAGSTER_PG_* variables, see README).
+# DAGSTER_YAML=deploy/dagster.postgres.yaml (and the DAGSTER_PG_* variables, see docs/deployment.md).
 DAGSTER_YAML ?= dagster.yaml
 
 $(DAGSTER_HOME)/dagster.yaml: $(DAGSTER_YAML) FORCE
@@ -72,14 +72,14 @@ format: install
 	$(BIN)/ruff check --fix recs_pipeline recs_pipeline_tests benchmarks
 	$(BIN)/ruff format recs_pipeline recs_pipeline_tests benchmarks
 
-## bench: the whole graph on a generated 10-million-event site (slow; see README)
+## bench: the whole graph on a generated 10-million-event site (slow; see docs/benchmarks.md)
 bench: install
 	$(BIN)/python benchmarks/whole_graph.py
 
 clean:
 	rm -rf $(RECS_HOME)
 
-## image: build the container image with buildah and load the definitions in it (root; README)
+## image: build the container image with buildah and load the definitions in it (root; docs/deployment.md)
 .PHONY: image
 image: install
 	PYTHON=$(PYTHON) bash scripts/build_image.sh

@@ -9,7 +9,7 @@ put in metadata; without it the sensors skip, saying so. Two sensors:
 - ``recs_failed_check_alert``: a run succeeded but some asset check failed (a non-blocking data
   check): each failed check with its reason.
 
-README "Runbook" says what each alert means and what to do.
+docs/operations.md ("Runbook") says what each alert means and what to do.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def failure_message(
     if checks:
         lines.append("Failed checks (a blocking one keeps the current versions served):")
         lines.extend(f"- {asset} {name}: {reason}" for asset, name, reason in checks)
-    lines.append("Runbook: README, section Runbook.")
+    lines.append("Runbook: docs/operations.md, section Runbook.")
     return "\n".join(lines)
 
 
@@ -132,7 +132,7 @@ def build_alert_sensors() -> list[dg.SensorDefinition]:
         sites = ", ".join(_sites(run)) or "unknown site"
         lines = [f":warning: recs_pipeline run {run.run_id} ({sites}): checks failed."]
         lines.extend(f"- {asset} {name}: {reason}" for asset, name, reason in checks)
-        lines.append("Runbook: README, section Runbook.")
+        lines.append("Runbook: docs/operations.md, section Runbook.")
         post_alert("\n".join(lines), url)
         context.log.info(f"check alert sent for run {run.run_id}")
         return None

@@ -289,7 +289,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "serve",
         help="run the serving API (published lists + live popularity and sessions)",
-        description="Serve recommendations over HTTP (README: Serving). The serving database "
+        description="Serve recommendations over HTTP (docs/serving.md). The serving database "
         "comes from RECS_DATABASE_URL, live state from RECS_LIVE_URL (in process when unset), "
         "the warm-up events from the lake (RECS_LAKE_URL).",
     )
@@ -324,7 +324,7 @@ def _add_replay(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="score the session protocol through the serving API (evaluation.md)",
         description="For each day: start `recs serve`, post the clicks in time order, ask a "
         "list before every session's last click over HTTP, and score it with the same run's "
-        "baselines (README: Serving).",
+        "baselines (docs/serving.md).",
     )
     parser.add_argument("--site", required=True, help="site name (a file in the sites folder)")
     parser.add_argument(

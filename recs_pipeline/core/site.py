@@ -50,7 +50,7 @@ class CsvColumns(_Strict):
 
 
 class EventSourceConfig(_Strict):
-    """Where a site's landing files are and how to read them (README: "Event sources")."""
+    """Where a site's landing files are and how to read them (docs/sources.md, "Event sources")."""
 
     format: Literal["snowplow", "ga4", "csv", "mind"]
     #: Folder, ``file://`` or ``s3://bucket/prefix`` of the landing files.
@@ -138,7 +138,8 @@ class EventSourceConfig(_Strict):
 
 
 class PagesConfig(_Strict):
-    """Where article metadata comes from, and how politely it is asked for (README: "Pages")."""
+    """Where article metadata comes from, and how politely it is asked for (docs/sources.md,
+    "Pages and articles")."""
 
     #: ``none``: ids from the events only; ``wordpress``: the WordPress REST API;
     #: ``html_meta``: the article page's meta tags (og:title, article:published_time, ...).
@@ -330,7 +331,7 @@ class AutomationConfig(_Strict):
 
 
 class ServingConfig(_Strict):
-    """The serving API's settings for this site (README: "Serving"); every field has a default."""
+    """The serving API's settings for this site (docs/serving.md); every field has a default."""
 
     #: Name of an environment variable holding the bearer key that event writes must present
     #: (``Authorization: Bearer <key>``); unset: writes are open (a loopback deployment).

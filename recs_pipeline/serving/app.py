@@ -1,4 +1,4 @@
-"""The HTTP API: published lists refreshed by live state (README: "Serving").
+"""The HTTP API: published lists refreshed by live state (docs/serving.md).
 
 ``create_app`` builds a FastAPI app for some sites over a serving database and a live store;
 ``recs serve`` runs it on uvicorn. Every request reads one snapshot reference (so its answer
