@@ -21,6 +21,7 @@ import pandas as pd
 from recs_pipeline.adapters.sources import LandingFile, event_source
 from recs_pipeline.adapters.sources.base import SETTLE_SECONDS
 from recs_pipeline.assets.common import key
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_of
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
         UnresolvedAssetJobDefinition,
     )
 
-INGEST_ASSETS = ("raw_events", "quarantined_events", "pages", "engagement")
+INGEST_ASSETS = (names.RAW_EVENTS, names.QUARANTINED_EVENTS, names.PAGES, names.ENGAGEMENT)
 
 
 @dataclass(frozen=True)

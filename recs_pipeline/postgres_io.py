@@ -18,11 +18,16 @@ import pandas as pd
 from pydantic import Field
 
 from recs_pipeline.adapters.postgres_tables import PostgresTables
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core import schemas
 from recs_pipeline.resources import LakeIOManager, site_and_asset
 
 #: Assets the code location mirrors into Postgres when the serving database is Postgres.
-MIRRORED_ASSETS: Final = ("popular_articles", "similar_articles", "user_recommendations")
+MIRRORED_ASSETS: Final = (
+    names.POPULAR_ARTICLES,
+    names.SIMILAR_ARTICLES,
+    names.USER_RECOMMENDATIONS,
+)
 
 
 def _days(context: dg.OutputContext | dg.InputContext, what: str) -> list[str]:

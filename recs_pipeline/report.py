@@ -6,17 +6,18 @@ import pandas as pd
 
 from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.adapters.publishing import Publisher
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.site import SiteConfig
 
 STAGES = (
-    "raw_events",
-    "quarantined_events",
-    "pages",
-    "engagement",
-    "interactions",
-    "popular_articles",
-    "similar_articles",
-    "user_recommendations",
+    names.RAW_EVENTS,
+    names.QUARANTINED_EVENTS,
+    names.PAGES,
+    names.ENGAGEMENT,
+    names.INTERACTIONS,
+    names.POPULAR_ARTICLES,
+    names.SIMILAR_ARTICLES,
+    names.USER_RECOMMENDATIONS,
 )
 
 
@@ -33,10 +34,10 @@ def stage_rows(lake: Lake, site: str) -> pd.DataFrame:
                 "latest": days[-1] if days else "-",
             }
         )
-    models = lake.days(site, "als_model")
+    models = lake.days(site, names.ALS_MODEL)
     rows.append(
         {
-            "stage": "als_model",
+            "stage": names.ALS_MODEL,
             "days": len(models),
             "rows": len(models),
             "latest": models[-1] if models else "-",
@@ -69,9 +70,9 @@ def site_summary(site: SiteConfig, lake: Lake, publisher: Publisher, sample_user
     lines.append(table.to_string(index=False))
 
     current_user = publisher.current(site.name, "user")
-    latest = lake.days(site.name, "user_recommendations")
+    latest = lake.days(site.name, names.USER_RECOMMENDATIONS)
     if current_user is not None and latest:
-        recs = lake.read_partition(site.name, "user_recommendations", latest[-1])
+        recs = lake.read_partition(site.name, names.USER_RECOMMENDATIONS, latest[-1])
         if recs is not None and not recs.empty:
             users = sorted(recs["user_id"].unique())[:sample_users]
             lines += [

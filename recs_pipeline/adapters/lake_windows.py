@@ -13,6 +13,7 @@ from typing import Final
 import pandas as pd
 
 from recs_pipeline.adapters.lake import Lake
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow, stack
 from recs_pipeline.core.site import SiteConfig
 
@@ -62,7 +63,7 @@ class SectionWindow:
         pages = DayFrames(
             {
                 day: functools.partial(_day_sections, lake, site.name, day)
-                for day in lake.days(site.name, "pages")
+                for day in lake.days(site.name, names.PAGES)
             },
             columns=SECTION_COLUMNS,
         )
@@ -74,7 +75,7 @@ class SectionWindow:
 
 def _day_sections(lake: Lake, site: str, day: str) -> pd.DataFrame:
     """A day's pages reduced to the articles that have a section."""
-    pages = lake.read_partition(site, "pages", day)
+    pages = lake.read_partition(site, names.PAGES, day)
     if pages is None or "section" not in pages.columns:
         return pd.DataFrame(columns=list(SECTION_COLUMNS))
     return pages.loc[pages["section"].notna(), list(SECTION_COLUMNS)]

@@ -19,6 +19,7 @@ from recs_pipeline.adapters.model_store import (
     ranker_info,
     read_similar,
 )
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.day_frames import of_days
 from recs_pipeline.core.engagement import daily_engagement
 from recs_pipeline.core.evaluation import summarise
@@ -38,7 +39,9 @@ def serving_policy(
     ranked and fresh popularity has the site's ``models.popular.fresh_half_life_hours``."""
     default = site.models.popular.fresh_half_life_hours
     if evaluation is None:
-        evaluation = lake.read_partition(site.name, "recommendation_evaluation", previous_day(day))
+        evaluation = lake.read_partition(
+            site.name, names.RECOMMENDATION_EVALUATION, previous_day(day)
+        )
     if evaluation is None or evaluation.empty:
         return ServingPolicy(fresh_half_life_hours=default)
     return choose_policy(
@@ -117,7 +120,7 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
     """
     day, model_day = _artifact_day(lake, site, moment)
     ranker_config = site.models.ranker
-    if not lake.has_partition(site.name, "raw_events", day):
+    if not lake.has_partition(site.name, names.RAW_EVENTS, day):
         raise MissingPartition(
             f"{site.name}/raw_events/date={day} is not in the lake: materialise it first, e.g. "
             f"dagster asset materialize -m recs_pipeline.definitions "
@@ -126,11 +129,11 @@ def serving_inputs_from_lake(lake: Lake, site: SiteConfig, moment: pd.Timestamp)
     # Raw events only for the ranker's click history (which ends with the moment's day); the
     # read set's earlier days come from the engagement partitions.
     raw = lake.read_partitions(
-        site.name, "raw_events", window_days(day, ranker_config.history_days + 1)
+        site.name, names.RAW_EVENTS, window_days(day, ranker_config.history_days + 1)
     )
     raw = raw.loc[raw["ts"] < moment] if raw is not None else pd.DataFrame()
     earlier = [d for d in window_days(day, site.engagement.read_days) if d != day]
-    engagement = lake.read_partitions(site.name, "engagement", earlier)
+    engagement = lake.read_partitions(site.name, names.ENGAGEMENT, earlier)
     today = daily_engagement(of_days(raw, [day]), day, moment, site.events.heartbeat_seconds)
     frames = [frame for frame in (engagement, today) if frame is not None and not frame.empty]
     engaged = pd.concat(frames, ignore_index=True) if frames else today

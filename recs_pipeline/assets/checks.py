@@ -38,6 +38,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.adapters.model_store import ranker_info
 from recs_pipeline.assets.common import daily_partitions, key
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.baselines import is_baseline
 from recs_pipeline.core.evaluation import ALL, best_baseline, summarise
 from recs_pipeline.core.serving import GROUPS
@@ -50,7 +51,7 @@ DayVerdict = tuple[bool, str, dict[str, float]]
 
 def _served_by_ranker(lake: Lake, site: SiteConfig, day: str) -> bool | None:
     """Whether a day's lists came from the ranker; None when the day has no lists."""
-    recs = lake.read_partition(site.name, "user_recommendations", day, columns=["source"])
+    recs = lake.read_partition(site.name, names.USER_RECOMMENDATIONS, day, columns=["source"])
     if recs is None or recs.empty:
         return None
     return bool((recs["source"] == "ranker").any())
@@ -259,16 +260,19 @@ def _coverage_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
 def _served_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
     """The day's evaluation, or the previous day's while none of the day's slots has ended."""
     for evaluated in (day, window_days(day, 2)[0]):
-        frame = lake.read_partition(site.name, "recommendation_evaluation", evaluated)
+        frame = lake.read_partition(site.name, names.RECOMMENDATION_EVALUATION, evaluated)
         if frame is not None and (frame["protocol"] == "two_hour").any():
             return served_verdict(site, frame, evaluated)
     return served_verdict(site, None, day)
 
 
 def _readers_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
-    recs = lake.read_partition(site.name, "user_recommendations", day, columns=["user_id"])
+    recs = lake.read_partition(site.name, names.USER_RECOMMENDATIONS, day, columns=["user_id"])
     engagement = lake.read_partitions(
-        site.name, "engagement", window_days(day, site.engagement.window_days), columns=["user_id"]
+        site.name,
+        names.ENGAGEMENT,
+        window_days(day, site.engagement.window_days),
+        columns=["user_id"],
     )
     readers = (
         int(engagement["user_id"].nunique()) if engagement is not None and len(engagement) else 0
@@ -293,19 +297,19 @@ GATE: Final = (
         "What readers are served beats the best baseline (tuned pop_decay included), overall and "
         "in every reader group.",
         _served_day,
-        reads=("recommendation_evaluation",),
+        reads=(names.RECOMMENDATION_EVALUATION,),
     ),
     DayCheck(
         "ranker_beats_best_baseline",
         "The ranker's held-out NDCG@10 beats the best baseline by the site's margin.",
         _ranker_day,
-        reads=("ranker_model",),
+        reads=(names.RANKER_MODEL,),
     ),
     DayCheck(
         "coverage_above_floor",
         "The served model's validation coverage is above the site's floor.",
         _coverage_day,
-        reads=("ranker_model",),
+        reads=(names.RANKER_MODEL,),
     ),
     DayCheck(
         "enough_readers_have_recommendations",
@@ -344,6 +348,6 @@ def day_check(
 
 def build_gate_checks(site: SiteConfig) -> list[dg.AssetChecksDefinition]:
     return [
-        day_check(site, "user_recommendations", check, True, site.publish.keep_versions)
+        day_check(site, names.USER_RECOMMENDATIONS, check, True, site.publish.keep_versions)
         for check in GATE
     ]

@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.site import SiteConfig
 
 #: One run for a whole range of partitions: the CLI's --partition-range needs it, and one run
@@ -125,15 +126,15 @@ class DistinctCount:
 
 #: The ``stage`` tag of each asset (filter the UI's asset list by it).
 STAGE_OF: Final = {
-    "raw_events": "ingestion",
-    "quarantined_events": "ingestion",
-    "pages": "ingestion",
-    "engagement": "ingestion",
-    "ranker_model": "ranking",
-    "recommendation_evaluation": "ranking",
-    "user_recommendations": "serving",
-    "session_ranker": "serving",
-    "published_recommendations": "serving",
+    names.RAW_EVENTS: "ingestion",
+    names.QUARANTINED_EVENTS: "ingestion",
+    names.PAGES: "ingestion",
+    names.ENGAGEMENT: "ingestion",
+    names.RANKER_MODEL: "ranking",
+    names.RECOMMENDATION_EVALUATION: "ranking",
+    names.USER_RECOMMENDATIONS: "serving",
+    names.SESSION_RANKER: "serving",
+    names.PUBLISHED_RECOMMENDATIONS: "serving",
 }
 
 

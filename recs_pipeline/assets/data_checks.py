@@ -18,6 +18,7 @@ import pandas as pd
 
 from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.assets.checks import DayCheck, DayVerdict, day_check
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.core.timeframe import day_bounds, window_days
 
@@ -73,8 +74,8 @@ def _finished(site: SiteConfig, day: str) -> bool:
 def _volume_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
     earlier = window_days(day, site.checks.volume_days + 1)[:-1]
     return volume_verdict(
-        lake.row_count(site.name, "raw_events", day),
-        [lake.row_count(site.name, "raw_events", d) for d in earlier],
+        lake.row_count(site.name, names.RAW_EVENTS, day),
+        [lake.row_count(site.name, names.RAW_EVENTS, d) for d in earlier],
         site.checks.volume_ratio,
         finished=_finished(site, day),
     )
@@ -82,16 +83,16 @@ def _volume_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
 
 def _quarantine_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
     return quarantine_verdict(
-        lake.row_count(site.name, "raw_events", day),
-        lake.row_count(site.name, "quarantined_events", day),
+        lake.row_count(site.name, names.RAW_EVENTS, day),
+        lake.row_count(site.name, names.QUARANTINED_EVENTS, day),
         site.checks.max_quarantine_share,
     )
 
 
 def _empty_day(lake: Lake, site: SiteConfig, day: str) -> DayVerdict:
     return empty_day_verdict(
-        lake.row_count(site.name, "raw_events", day),
-        lake.row_count(site.name, "quarantined_events", day),
+        lake.row_count(site.name, names.RAW_EVENTS, day),
+        lake.row_count(site.name, names.QUARANTINED_EVENTS, day),
         finished=_finished(site, day),
     )
 
@@ -101,22 +102,22 @@ DATA_CHECKS = (
         "event_volume_near_median",
         "A finished day's events are near the median of the previous days.",
         _volume_day,
-        reads=("quarantined_events",),
+        reads=(names.QUARANTINED_EVENTS,),
     ),
     DayCheck(
         "quarantine_share_below_limit",
         "Few of the day's landing lines were quarantined.",
         _quarantine_day,
-        reads=("quarantined_events",),
+        reads=(names.QUARANTINED_EVENTS,),
     ),
     DayCheck(
         "landing_day_not_empty",
         "A finished day has landing lines.",
         _empty_day,
-        reads=("quarantined_events",),
+        reads=(names.QUARANTINED_EVENTS,),
     ),
 )
 
 
 def build_data_checks(site: SiteConfig) -> list[dg.AssetChecksDefinition]:
-    return [day_check(site, "raw_events", check, blocking=False) for check in DATA_CHECKS]
+    return [day_check(site, names.RAW_EVENTS, check, blocking=False) for check in DATA_CHECKS]

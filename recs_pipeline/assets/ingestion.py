@@ -26,6 +26,7 @@ from recs_pipeline.assets.common import (
     site_asset,
     site_pool,
 )
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames
 from recs_pipeline.core.engagement import daily_engagement, daily_pages
@@ -171,7 +172,7 @@ class SourceDays:
         if self._day_metadata is not None:
             self._day_metadata(
                 day,
-                "raw_events",
+                names.RAW_EVENTS,
                 {
                     "dagster/row_count": len(events),
                     "lines_read": result.lines_read,
@@ -192,7 +193,7 @@ class SourceDays:
             )
             self._day_metadata(
                 day,
-                "quarantined_events",
+                names.QUARANTINED_EVENTS,
                 {
                     "dagster/row_count": len(result.quarantine),
                     **{f"reason_{k}": v for k, v in sorted(result.quarantined_by_reason.items())},
@@ -266,8 +267,8 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
     @dg.multi_asset(
         name=f"{site.name}__ingest_events",
         outs={
-            "raw_events": dg.AssetOut(
-                key=key(site, "raw_events"),
+            names.RAW_EVENTS: dg.AssetOut(
+                key=key(site, names.RAW_EVENTS),
                 io_manager_key=LAKE_IO,
                 description=(
                     "Article events of the day (site time zone): parsed, validated, normalised "
@@ -278,8 +279,8 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 tags={"site": site.name, "stage": "ingestion"},
                 is_required=False,
             ),
-            "quarantined_events": dg.AssetOut(
-                key=key(site, "quarantined_events"),
+            names.QUARANTINED_EVENTS: dg.AssetOut(
+                key=key(site, names.QUARANTINED_EVENTS),
                 io_manager_key=LAKE_IO,
                 description=(
                     "Landing lines that failed validation, each with its reason, file and line "
@@ -331,18 +332,18 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             stored_rows=(
                 None
                 if config.replace_with_empty
-                else partial(store.row_count, site.name, "raw_events")
+                else partial(store.row_count, site.name, names.RAW_EVENTS)
             ),
             problems=getattr(source, "problems", None),
             day_metadata=day_metadata,
         )
         outputs = {
-            "raw_events": DayFrames(
+            names.RAW_EVENTS: DayFrames(
                 {day: partial(reads.events, day) for day in days},
                 columns=schemas.EVENT_COLUMNS,
                 summary=reads.events_summary,
             ),
-            "quarantined_events": DayFrames(
+            names.QUARANTINED_EVENTS: DayFrames(
                 {day: partial(reads.quarantine, day) for day in days},
                 columns=schemas.QUARANTINE_COLUMNS,
                 summary=reads.quarantine_summary,
@@ -374,8 +375,8 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "pages",
-        ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
+        names.PAGES,
+        ins={names.RAW_EVENTS: dg.AssetIn(key(site, names.RAW_EVENTS))},
         talks_to_network=site.pages.fetcher != "none",
     )
     def pages(
@@ -449,8 +450,8 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "engagement",
-        ins={"raw_events": dg.AssetIn(key(site, "raw_events"))},
+        names.ENGAGEMENT,
+        ins={names.RAW_EVENTS: dg.AssetIn(key(site, names.RAW_EVENTS))},
     )
     def engagement(
         context: dg.AssetExecutionContext, raw_events: DayFrames, clock: Clock

@@ -19,6 +19,7 @@ from recs_pipeline.assets.common import (
     site_asset,
     trailing_window,
 )
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core import schemas
 from recs_pipeline.core.als import AlsParams, save_model, train_als
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
@@ -48,10 +49,10 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "interactions",
+        names.INTERACTIONS,
         ins={
-            "engagement": dg.AssetIn(
-                key(site, "engagement"), partition_mapping=trailing_window(window)
+            names.ENGAGEMENT: dg.AssetIn(
+                key(site, names.ENGAGEMENT), partition_mapping=trailing_window(window)
             )
         },
     )
@@ -115,8 +116,8 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "als_model",
-        ins={"interactions": dg.AssetIn(key(site, "interactions"))},
+        names.ALS_MODEL,
+        ins={names.INTERACTIONS: dg.AssetIn(key(site, names.INTERACTIONS))},
         kinds={"implicit", "numpy"},
         stored=False,
     )
@@ -143,18 +144,18 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 day_metadata(context, day, {"models_trained": 0, "days_without_model": 1})
                 skipped += 1
                 continue
-            store.write_artifact(site.name, "als_model", day, MODEL_FILE, save_model(model))
+            store.write_artifact(site.name, names.ALS_MODEL, day, MODEL_FILE, save_model(model))
             info = {
                 "day": day,
                 "users": len(model.user_ids),
                 "articles": len(model.article_ids),
-                "interactions": int(matrix.matrix.nnz),
+                names.INTERACTIONS: int(matrix.matrix.nnz),
                 "training_seconds": round(model.training_seconds, 3),
                 "params": dataclasses.asdict(params),
                 "window_days": window,
             }
             store.write_artifact(
-                site.name, "als_model", day, MODEL_INFO, json.dumps(info, indent=2).encode()
+                site.name, names.ALS_MODEL, day, MODEL_INFO, json.dumps(info, indent=2).encode()
             )
             day_metadata(
                 context,
@@ -163,7 +164,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     "models_trained": 1,
                     "users": len(model.user_ids),
                     "articles": len(model.article_ids),
-                    "interactions": int(matrix.matrix.nnz),
+                    names.INTERACTIONS: int(matrix.matrix.nnz),
                     "training_seconds": float(model.training_seconds),
                 },
             )
@@ -182,10 +183,10 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "popular_articles",
+        names.POPULAR_ARTICLES,
         ins={
-            "engagement": dg.AssetIn(
-                key(site, "engagement"),
+            names.ENGAGEMENT: dg.AssetIn(
+                key(site, names.ENGAGEMENT),
                 partition_mapping=trailing_window(site.models.popular.window_days),
             )
         },
@@ -222,9 +223,9 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "similar_articles",
-        ins={"interactions": dg.AssetIn(key(site, "interactions"))},
-        deps=[key(site, "als_model")],
+        names.SIMILAR_ARTICLES,
+        ins={names.INTERACTIONS: dg.AssetIn(key(site, names.INTERACTIONS))},
+        deps=[key(site, names.ALS_MODEL)],
     )
     def similar_articles(
         context: dg.AssetExecutionContext,

@@ -33,6 +33,7 @@ from recs_pipeline.assets.common import (
     site_asset,
     trailing_window,
 )
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.baselines import BaselineParams
 from recs_pipeline.core.candidates import CandidateParams, ClickHistory
 from recs_pipeline.core.day_frames import DayFrames, TrailingWindow
@@ -170,16 +171,16 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "ranker_model",
+        names.RANKER_MODEL,
         ins={
-            "raw_events": dg.AssetIn(
-                key(site, "raw_events"), partition_mapping=trailing_window(config.training_days)
+            names.RAW_EVENTS: dg.AssetIn(
+                key(site, names.RAW_EVENTS), partition_mapping=trailing_window(config.training_days)
             )
         },
         deps=[
-            previous_day_dep(site, "als_model", config.anchor_span_days),
-            previous_day_dep(site, "similar_articles", config.anchor_span_days),
-            key(site, "pages"),
+            previous_day_dep(site, names.ALS_MODEL, config.anchor_span_days),
+            previous_day_dep(site, names.SIMILAR_ARTICLES, config.anchor_span_days),
+            key(site, names.PAGES),
         ],
         kinds={"lightgbm"},
         stored=False,
@@ -227,7 +228,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     context.log.warning(f"{site.name} {day}: no ranker ({error})")
                 else:
                     text, info_json = save_ranker(model)
-                    store.write_artifact(site.name, "ranker_model", day, RANKER_FILE, text)
+                    store.write_artifact(site.name, names.RANKER_MODEL, day, RANKER_FILE, text)
                     info = {**json.loads(info_json), "trained": True, "day": day}
                     trained += 1
                     context.log.info(
@@ -237,7 +238,7 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                     )
             store.write_artifact(
                 site.name,
-                "ranker_model",
+                names.RANKER_MODEL,
                 day,
                 RANKER_INFO,
                 json.dumps(info, indent=2, default=str).encode(),
@@ -296,23 +297,23 @@ def build_ranking_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "recommendation_evaluation",
+        names.RECOMMENDATION_EVALUATION,
         ins={
-            "raw_events": dg.AssetIn(
-                key(site, "raw_events"),
+            names.RAW_EVENTS: dg.AssetIn(
+                key(site, names.RAW_EVENTS),
                 partition_mapping=trailing_window(evaluation.lookback_days + 1),
             ),
-            "engagement": dg.AssetIn(
-                key(site, "engagement"),
+            names.ENGAGEMENT: dg.AssetIn(
+                key(site, names.ENGAGEMENT),
                 partition_mapping=trailing_window(site.engagement.read_days),
             ),
         },
         deps=[
-            previous_day_dep(site, "ranker_model"),
-            previous_day_dep(site, "als_model"),
-            previous_day_dep(site, "similar_articles"),
-            previous_day_dep(site, "popular_articles"),
-            key(site, "pages"),
+            previous_day_dep(site, names.RANKER_MODEL),
+            previous_day_dep(site, names.ALS_MODEL),
+            previous_day_dep(site, names.SIMILAR_ARTICLES),
+            previous_day_dep(site, names.POPULAR_ARTICLES),
+            key(site, names.PAGES),
         ],
         kinds={"lightgbm", "pandas"},
     )

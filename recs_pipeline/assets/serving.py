@@ -28,6 +28,7 @@ from recs_pipeline.assets.common import (
     trailing_window,
 )
 from recs_pipeline.assets.models import als_params
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core import schemas
 from recs_pipeline.core.day_frames import DayFrames, of_days
 from recs_pipeline.core.serving import article_registry, recommendations_as_of
@@ -60,25 +61,25 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "user_recommendations",
+        names.USER_RECOMMENDATIONS,
         ins={
-            "engagement": dg.AssetIn(
-                key(site, "engagement"),
+            names.ENGAGEMENT: dg.AssetIn(
+                key(site, names.ENGAGEMENT),
                 partition_mapping=trailing_window(site.engagement.read_days),
             ),
-            "popular_articles": dg.AssetIn(key(site, "popular_articles")),
-            "raw_events": dg.AssetIn(
-                key(site, "raw_events"),
+            names.POPULAR_ARTICLES: dg.AssetIn(key(site, names.POPULAR_ARTICLES)),
+            names.RAW_EVENTS: dg.AssetIn(
+                key(site, names.RAW_EVENTS),
                 partition_mapping=trailing_window(ranker.history_days + 1),
             ),
         },
         deps=[
-            key(site, "interactions"),
-            key(site, "als_model"),
-            key(site, "similar_articles"),
-            key(site, "ranker_model"),
-            key(site, "pages"),
-            previous_day_dep(site, "recommendation_evaluation"),
+            key(site, names.INTERACTIONS),
+            key(site, names.ALS_MODEL),
+            key(site, names.SIMILAR_ARTICLES),
+            key(site, names.RANKER_MODEL),
+            key(site, names.PAGES),
+            previous_day_dep(site, names.RECOMMENDATION_EVALUATION),
         ],
     )
     def user_recommendations_asset(
@@ -205,10 +206,10 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "session_ranker",
+        names.SESSION_RANKER,
         ins={
-            "raw_events": dg.AssetIn(
-                key(site, "raw_events"), partition_mapping=trailing_window(ranker_days)
+            names.RAW_EVENTS: dg.AssetIn(
+                key(site, names.RAW_EVENTS), partition_mapping=trailing_window(ranker_days)
             )
         },
         kinds={"lightgbm"},
@@ -299,14 +300,14 @@ def build_serving_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
 
     @site_asset(
         site,
-        "published_recommendations",
+        names.PUBLISHED_RECOMMENDATIONS,
         ins={
-            "user_recommendations": dg.AssetIn(key(site, "user_recommendations")),
-            "similar_articles": dg.AssetIn(key(site, "similar_articles")),
-            "popular_articles": dg.AssetIn(key(site, "popular_articles")),
-            "pages": dg.AssetIn(key(site, "pages")),
+            names.USER_RECOMMENDATIONS: dg.AssetIn(key(site, names.USER_RECOMMENDATIONS)),
+            names.SIMILAR_ARTICLES: dg.AssetIn(key(site, names.SIMILAR_ARTICLES)),
+            names.POPULAR_ARTICLES: dg.AssetIn(key(site, names.POPULAR_ARTICLES)),
+            names.PAGES: dg.AssetIn(key(site, names.PAGES)),
         },
-        deps=[key(site, "session_ranker")],
+        deps=[key(site, names.SESSION_RANKER)],
         kinds={"sqlite", "postgres"},
         stored=False,
         talks_to_network=True,

@@ -39,6 +39,7 @@ import pyarrow.csv as pacsv
 from recs_pipeline import settings
 from recs_pipeline.adapters.lake import lake_from_url
 from recs_pipeline.adapters.publishing import RecommendationBatch, SqlitePublisher
+from recs_pipeline.core.asset_names import RAW_EVENTS
 from recs_pipeline.core.site import SiteConfig
 from recs_pipeline.serving.app import live_settings
 from recs_pipeline.serving.live import LiveEvent, LiveSettings, MemoryLiveStore
@@ -96,7 +97,7 @@ def load_clicks(site: SiteConfig, start_ms: int, end_ms: int) -> pd.DataFrame:
         first = dt.datetime.fromtimestamp(start_ms / 1000, site.tz).date()
         last = dt.datetime.fromtimestamp(end_ms / 1000, site.tz).date()
         days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-        raw = lake.read_partitions(site.name, "raw_events", days)
+        raw = lake.read_partitions(site.name, RAW_EVENTS, days)
         if raw is None or raw.empty:
             raise FileNotFoundError(f"no raw_events of {site.name} for {days[0]}..{days[-1]}")
         raw = raw[raw["event_name"].astype(str) == "page_view"]

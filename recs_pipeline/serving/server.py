@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from recs_pipeline import settings
 from recs_pipeline.adapters.lake import Lake, lake_from_url
+from recs_pipeline.core import asset_names as names
 from recs_pipeline.core.site import SiteConfig, read_sites
 from recs_pipeline.serving.app import ServingState, create_app, site_runtime
 from recs_pipeline.serving.live import LiveEvent, LiveStore, live_store
@@ -30,11 +31,11 @@ def lake_events(lake: Lake, site: str, hours: float) -> list[LiveEvent]:
     """The page views of the lake's newest ``hours`` of ``raw_events``, in time order."""
     if hours <= 0:
         return []
-    days = lake.days(site, "raw_events")
+    days = lake.days(site, names.RAW_EVENTS)
     if not days:
         return []
     needed = int(np.ceil(hours / 24)) + 1
-    frame = lake.read_partitions(site, "raw_events", days[-needed:])
+    frame = lake.read_partitions(site, names.RAW_EVENTS, days[-needed:])
     if frame is None or frame.empty:
         return []
     if "event_name" in frame.columns:
