@@ -39,7 +39,6 @@ from recs_pipeline.adapters.lake import Lake
 from recs_pipeline.adapters.model_store import ranker_info
 from recs_pipeline.assets.common import daily_partitions, key
 from recs_pipeline.core import asset_names as names
-from recs_pipeline.core.baselines import is_baseline
 from recs_pipeline.core.evaluation import ALL, best_baseline, summarise
 from recs_pipeline.core.serving import GROUPS
 from recs_pipeline.core.site import SiteConfig
@@ -67,10 +66,21 @@ def ranker_verdict(
         return True, f"fallback (ALS/popular) served, no new model to gate: {reason}", {}
     validation: dict[str, dict[str, float]] = (info or {}).get("validation", {})
     ranker = validation.get("ranker")
-    baselines = {name: metrics for name, metrics in validation.items() if is_baseline(name)}
-    if not ranker or not baselines or not ranker.get("users"):
+    # The one rule of which baseline is best (core.evaluation.best_baseline), over the
+    # validation's methods.
+    table = pd.DataFrame(
+        [
+            {"protocol": "validation", "method": name, "ndcg": float(metrics["ndcg"])}
+            for name, metrics in validation.items()
+            if "ndcg" in metrics
+        ],
+        columns=["protocol", "method", "ndcg"],
+    )
+    top = best_baseline(table, "validation")
+    if not ranker or top is None or not ranker.get("users"):
         return False, "the ranker has no validation on held-out readers: cannot show it wins", {}
-    best_name, best = max(baselines.items(), key=lambda item: (item[1]["ndcg"], item[0]))
+    best_name = str(top["method"])
+    best = validation[best_name]
     required = best["ndcg"] * (1.0 + margin)
     numbers = {
         "ranker_ndcg": float(ranker["ndcg"]),
