@@ -30,7 +30,7 @@ from recs_pipeline.adapters.pages import page_rules
 from recs_pipeline.core.site import ServingConfig, SiteConfig
 from recs_pipeline.core.urls import PageRules
 from recs_pipeline.serving.intake import parse_events
-from recs_pipeline.serving.live import LiveSettings, LiveStore, ReaderView
+from recs_pipeline.serving.live import LiveSettings, LiveStore, ReaderView, live_settings
 from recs_pipeline.serving.metrics import Metrics, MetricsMiddleware
 from recs_pipeline.serving.scoring import (
     MINUTE_MS,
@@ -50,16 +50,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_K: Final = 20
 T = TypeVar("T")
-
-
-def live_settings(config: ServingConfig) -> LiveSettings:
-    return LiveSettings(
-        half_lives_ms=tuple(round(m * MINUTE_MS) for m in config.half_lives_minutes),
-        covisit_window_ms=round(config.covisit_window_minutes * MINUTE_MS),
-        covisit_half_life_ms=round(config.covisit_half_life_minutes * MINUTE_MS),
-        covisit_backward_weight=config.covisit_backward_weight,
-        recent_clicks=config.recent_clicks,
-    )
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol, cast
 
 import redis
 
+from recs_pipeline.core.site import ServingConfig
 from recs_pipeline.serving.scoring import (
     HOUR_MS,
     MINUTE_MS,
@@ -62,6 +63,17 @@ class LiveSettings:
     read_limit: int = 500
     reader_ttl_ms: int = 48 * HOUR_MS
     prune_every: int = 50_000
+
+
+def live_settings(config: ServingConfig) -> LiveSettings:
+    """A site's live-state settings from the ``serving`` section of its YAML."""
+    return LiveSettings(
+        half_lives_ms=tuple(round(m * MINUTE_MS) for m in config.half_lives_minutes),
+        covisit_window_ms=round(config.covisit_window_minutes * MINUTE_MS),
+        covisit_half_life_ms=round(config.covisit_half_life_minutes * MINUTE_MS),
+        covisit_backward_weight=config.covisit_backward_weight,
+        recent_clicks=config.recent_clicks,
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from recs_pipeline.serving.live import (
     LiveStore,
     MemoryLiveStore,
     ReaderView,
+    live_settings,
 )
 from recs_pipeline.serving.scoring import (
     HOUR_MS,
@@ -587,13 +588,7 @@ def session_ranker_as_of(
     validation = _sample(validation, config.session_ranker_validation_requests, seed + 1)
     if not training:
         return None
-    settings = LiveSettings(
-        half_lives_ms=tuple(round(m * MINUTE_MS) for m in config.half_lives_minutes),
-        covisit_window_ms=round(config.covisit_window_minutes * MINUTE_MS),
-        covisit_half_life_ms=round(config.covisit_half_life_minutes * MINUTE_MS),
-        covisit_backward_weight=config.covisit_backward_weight,
-        recent_clicks=config.recent_clicks,
-    )
+    settings = live_settings(config)
     try:
         model = train_session_ranker(
             clicks,

@@ -8,7 +8,7 @@ checks the columns in bulk, and hands the validator only the lines it cannot vou
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import orjson
@@ -55,11 +55,35 @@ def parse_snowplow_lines(
     then checked by the site's rules), else ``page_urlpath``.
     """
     batches = [data.split(b"\n")] if isinstance(data, bytes) else data
+    return _parse_batches(
+        _parse_snowplow_batch,
+        batches,
+        source_file,
+        hour,
+        users,
+        bot_user_agent_pattern,
+        max_line_bytes,
+    )
+
+
+def _parse_batches(
+    parse: Callable[
+        [Sequence[bytes], int, str, Pseudonymiser | None, re.Pattern[str] | None, int],
+        ParsedLines,
+    ],
+    batches: Iterable[Sequence[bytes]],
+    source_file: str,
+    hour: pd.Timestamp | None,
+    users: Pseudonymiser | None,
+    bot_user_agent_pattern: str | None,
+    max_line_bytes: int,
+) -> ParsedLines:
+    """Each batch through ``parse`` with its first line number, then one combined result."""
     bot = re.compile(bot_user_agent_pattern, re.IGNORECASE) if bot_user_agent_pattern else None
     parts: list[ParsedLines] = []
     first = 1
     for lines in batches:
-        parts.append(_parse_snowplow_batch(lines, first, source_file, users, bot, max_line_bytes))
+        parts.append(parse(lines, first, source_file, users, bot, max_line_bytes))
         first += len(lines)
     return _combine(parts, source_file, hour)
 
@@ -184,13 +208,9 @@ def parse_snowplow_fast(
     that may hide a control character, a check on the columns) goes through the line-by-line
     validator, which gives its reason.
     """
-    bot = re.compile(bot_user_agent_pattern, re.IGNORECASE) if bot_user_agent_pattern else None
-    parts: list[ParsedLines] = []
-    first = 1
-    for lines in batches:
-        parts.append(_fast_batch(lines, first, source_file, users, bot, max_line_bytes))
-        first += len(lines)
-    return _combine(parts, source_file, hour)
+    return _parse_batches(
+        _fast_batch, batches, source_file, hour, users, bot_user_agent_pattern, max_line_bytes
+    )
 
 
 def _fast_batch(
