@@ -49,6 +49,7 @@ def test_either_ingest_output_can_be_selected_alone_and_both_are_written(tmp_pat
         "RECS_DATABASE_URL": f"sqlite:///{tmp_path / 'recs.sqlite'}",
         "DAGSTER_HOME": str(home),
     }
+    _initialise(home)
     launches = {"2026-11-01": "sub/raw_events", "2026-11-02": "sub/quarantined_events"}
     processes = {
         day: subprocess.Popen(
@@ -86,6 +87,16 @@ def test_either_ingest_output_can_be_selected_alone_and_both_are_written(tmp_pat
         quarantined = lake.read_partition("sub", "quarantined_events", "2026-11-01")
         assert quarantined is not None
         assert day_one["quarantined"] == len(quarantined)
+
+
+def _initialise(home: Path) -> None:
+    """Create the instance's SQLite storages once before the two concurrent launches: two
+    processes creating a fresh instance at the same moment can both stamp its schema version
+    (Dagster's alembic migration is not safe to race) and one fails on the unique key."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.event_log_storage.get_asset_records()
+        instance.all_instigator_state()
 
 
 def _materialization(instance: dg.DagsterInstance, asset: list[str], day: str) -> dict[str, object]:
