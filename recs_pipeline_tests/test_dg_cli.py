@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -51,3 +57,54 @@ def test_dg_checks_the_definitions_and_launches_assets(tmp_path: Path) -> None:
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
     assert (tmp_path / "lake" / "demo" / "raw_events" / "date=2026-11-01").is_dir()
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_dg_dev_serves_the_code_location_on_loopback(tmp_path: Path) -> None:
+    """``dg dev`` (webserver + daemon) answers on loopback with the project's asset graph."""
+    env = _environment(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "dg-dev.log").open("wb")
+    process = subprocess.Popen(
+        [str(DG), "dev", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_default_signals,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "dg-dev.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=2) as answer:
+                    assert json.load(answer)["dagster_version"]
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, (tmp_path / "dg-dev.log").read_text()[-3000:]
+                time.sleep(0.5)
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        request = urllib.request.Request(
+            f"{url}/graphql", data=query, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            nodes = json.load(answer)["data"]["assetNodes"]
+        keys = {"/".join(node["assetKey"]["path"]) for node in nodes}
+        assert {"demo/raw_events", "demo/published_recommendations"} <= keys
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
