@@ -19,6 +19,7 @@ from recs_pipeline.assets.common import (
     DistinctCount,
     concat_days,
     daily_partitions,
+    day_metadata,
     key,
     markdown_table,
     numeric,
@@ -316,7 +317,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
         #: ``(asset, day) -> numbers`` of an output written beside the selection.
         beside: dict[tuple[str, str], dict[str, float | int]] = {}
 
-        def day_metadata(day: str, asset: str, values: dict[str, float | int]) -> None:
+        def output_day_metadata(day: str, asset: str, values: dict[str, float | int]) -> None:
             if asset in selected:
                 context.add_asset_metadata(
                     numeric(values), asset_key=key(site, asset), partition_key=day
@@ -335,7 +336,7 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 else partial(store.row_count, site.name, names.RAW_EVENTS)
             ),
             problems=getattr(source, "problems", None),
-            day_metadata=day_metadata,
+            day_metadata=output_day_metadata,
         )
         outputs = {
             names.RAW_EVENTS: DayFrames(
@@ -433,6 +434,15 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             }
         # Each day is finished on its own, so a day's partition is the same in a range as alone.
         finished = {day: with_page_metadata(rows, registry) for day, rows in days.items()}
+        for day, rows in finished.items():
+            day_metadata(
+                context,
+                day,
+                {
+                    "dagster/row_count": len(rows),
+                    "with_publish_time": int(rows["published_at"].notna().sum()),
+                },
+            )
         frame = concat_days(list(finished.values()), [*schemas.PAGE_COLUMNS, *PAGE_META])
         context.add_output_metadata(
             {
@@ -473,7 +483,18 @@ def build_ingestion_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
             )
             users.add(frame["user_id"])
             articles.add(frame["article_id"])
-            dwell.append(frame["dwell_seconds"].to_numpy(dtype="float64"))
+            seconds = frame["dwell_seconds"].to_numpy(dtype="float64")
+            dwell.append(seconds)
+            day_metadata(
+                context,
+                day,
+                {
+                    "dagster/row_count": len(frame),
+                    "users": frame["user_id"].nunique(),
+                    "articles": frame["article_id"].nunique(),
+                    "median_dwell_seconds": float(np.median(seconds)) if len(seconds) else 0.0,
+                },
+            )
             return frame
 
         def summary() -> dict[str, object]:

@@ -212,6 +212,7 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 top_n=config.top_n,
             )
             frames.append(ranked.assign(date=day))
+            day_metadata(context, day, {"dagster/row_count": len(ranked)})
         frame = concat_days(frames, schemas.POPULAR_COLUMNS)
         context.add_output_metadata(
             {
@@ -258,6 +259,11 @@ def build_model_assets(site: SiteConfig) -> list[dg.AssetsDefinition]:
                 among=among,
             )
             frames.append(ranked.assign(date=day))
+            day_metadata(
+                context,
+                day,
+                {"dagster/row_count": len(ranked), "articles": ranked["article_id"].nunique()},
+            )
         frame = concat_days(frames, schemas.SIMILAR_COLUMNS)
         context.add_output_metadata(
             {
