@@ -115,6 +115,13 @@ class LiveStore(Protocol):
         """``neighbours`` of several articles at once."""
         ...
 
+    def successors_of(
+        self, site: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
+        """Of each article, the articles readers clicked *next* (their very next click within
+        the co-visit window), decayed like co-visits, best first."""
+        ...
+
     def events(self, site: str) -> int: ...
 
     def ping(self) -> bool: ...
@@ -206,6 +213,8 @@ class _SiteState:
     events: int = 0
     popularity: dict[int, DecayedTable] = field(default_factory=dict)
     covisit: dict[str, DecayedTable] = field(default_factory=dict)
+    #: Next-click transitions: for each article, the articles read right after it.
+    successors: dict[str, DecayedTable] = field(default_factory=dict)
     readers: dict[str, _Reader] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -222,15 +231,21 @@ class _SiteState:
         click = Click(event.article_id, t, event.session_id)
         position = bisect.bisect_right([c.ts_ms for c in reader.clicks], t)
         if not _is_repeat(reader.clicks, position, click):
+            if position > 0:
+                before = reader.clicks[position - 1]
+                if before.article_id != click.article_id and t - before.ts_ms <= (
+                    s.covisit_window_ms
+                ):
+                    self._table(self.successors, before.article_id).add(click.article_id, t)
             for other in reader.clicks:
                 if other.article_id != click.article_id and abs(t - other.ts_ms) <= (
                     s.covisit_window_ms
                 ):
                     # A late click may precede some of the reader's clicks already seen.
                     first, then = (other, click) if other.ts_ms <= t else (click, other)
-                    self._covisit(first.article_id).add(then.article_id, t)
+                    self._table(self.covisit, first.article_id).add(then.article_id, t)
                     if s.covisit_backward_weight > 0:
-                        self._covisit(then.article_id).add(
+                        self._table(self.covisit, then.article_id).add(
                             first.article_id, t, s.covisit_backward_weight
                         )
             reader.clicks.insert(position, click)
@@ -242,10 +257,10 @@ class _SiteState:
         if self.events % s.prune_every == 0:
             self.prune()
 
-    def _covisit(self, article_id: str) -> DecayedTable:
-        table = self.covisit.get(article_id)
+    def _table(self, tables: dict[str, DecayedTable], article_id: str) -> DecayedTable:
+        table = tables.get(article_id)
         if table is None:
-            table = self.covisit[article_id] = DecayedTable(self.settings.covisit_half_life_ms)
+            table = tables[article_id] = DecayedTable(self.settings.covisit_half_life_ms)
         return table
 
     def prune(self) -> None:
@@ -259,11 +274,12 @@ class _SiteState:
         }
         for table in self.popularity.values():
             table.prune(now, 1e-3)
-        for article in list(self.covisit):
-            table = self.covisit[article]
-            table.prune(now, 1e-2)
-            if not table.values:
-                del self.covisit[article]
+        for tables in (self.covisit, self.successors):
+            for article in list(tables):
+                table = tables[article]
+                table.prune(now, 1e-2)
+                if not table.values:
+                    del tables[article]
 
 
 class MemoryLiveStore:
@@ -328,6 +344,18 @@ class MemoryLiveStore:
             table = state.covisit.get(article_id)
             return [] if table is None else table.top(n, state.clock)
 
+    def successors_of(
+        self, site: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
+        with self._lock:
+            state = self._sites.get(site)
+            out: list[list[tuple[str, float]]] = []
+            for article in article_ids:
+                table = None if state is None else state.successors.get(article)
+                clock = None if state is None else state.clock
+                out.append([] if table is None or clock is None else table.top(n, clock))
+            return out
+
     def reader_view(self, site: str, user_id: str, half_life_ms: int, n: int) -> ReaderView:
         with self._lock:
             state = self._sites.get(site)
@@ -360,6 +388,7 @@ class MemoryLiveStore:
             return {
                 "readers": len(state.readers),
                 "covisit_pairs": sum(len(t.values) for t in state.covisit.values()),
+                "successor_pairs": sum(len(t.values) for t in state.successors.values()),
                 "articles": max((len(t.values) for t in state.popularity.values()), default=0),
             }
 
@@ -421,6 +450,12 @@ for i = 0, n - 1 do
     end
   end
   if not (before_a == a and before_s == s) then
+    -- the reader's click just before this one gets it as its successor (next click)
+    if before_a ~= nil and before_a ~= a and ts - before_ts <= window then
+      add(P .. 'nx:' .. before_a, a, ts, cvhl, 1)
+      redis.call('EXPIRE', P .. 'nx:' .. before_a, ttl)
+      redis.call('EXPIRE', P .. 'nx:' .. before_a .. ':ref', ttl)
+    end
     for _, c in ipairs(clicks) do
       if c[2] ~= a and math.abs(ts - c[1]) <= window then
         -- forward in time: the earlier click's article gets the later one as a neighbour
@@ -604,14 +639,24 @@ class RedisLiveStore:
     def neighbours_of(
         self, site: str, article_ids: Sequence[str], n: int
     ) -> list[list[tuple[str, float]]]:
+        return self._tables_of(site, "cv", article_ids, n)
+
+    def successors_of(
+        self, site: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
+        return self._tables_of(site, "nx", article_ids, n)
+
+    def _tables_of(
+        self, site: str, kind: str, article_ids: Sequence[str], n: int
+    ) -> list[list[tuple[str, float]]]:
         if not article_ids:
             return []
         p = self._p(site)
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(p + "clock")
         for article in article_ids:
-            pipe.get(f"{p}cv:{article}:ref")
-            pipe.zrevrange(f"{p}cv:{article}", 0, n - 1, withscores=True)
+            pipe.get(f"{p}{kind}:{article}:ref")
+            pipe.zrevrange(f"{p}{kind}:{article}", 0, n - 1, withscores=True)
         answers = pipe.execute()
         clock = None if answers[0] is None else int(str(answers[0]))
         half_life = self._settings_of(site).covisit_half_life_ms

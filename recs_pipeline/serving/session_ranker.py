@@ -71,6 +71,10 @@ LIVE_FEATURES: Final[tuple[str, ...]] = (
     "personal_share",
     "personal_rank",
     "similar_share",
+    "next_last",
+    "next_last_share",
+    "next_last_prob",
+    "next_prev_share",
 )
 
 _MISSING_RANK: Final = 1_000.0
@@ -98,6 +102,8 @@ class RequestSignals:
     half_lives_ms: tuple[int, ...]
     personal: tuple[tuple[str, float], ...] = ()
     similar: tuple[tuple[str, float], ...] = ()
+    #: Next-click transitions of the session's last two distinct articles, newest first.
+    successors: tuple[tuple[tuple[str, float], ...], ...] = ()
 
 
 def _anchors(session: Sequence[Click], depth: int) -> list[str]:
@@ -137,6 +143,7 @@ def read_signals(
     if article_id:
         anchors = [article_id, *[a for a in anchors if a != article_id]][:depth]
     neighbours = store.neighbours_of(site, anchors, n) if anchors else []
+    successors = store.successors_of(site, anchors[:2], n) if anchors else []
     similar = list(similar_of(anchors[0])) if similar_of is not None and anchors else []
     wanted: dict[str, None] = {}
     for article, _ in view.popular:
@@ -164,6 +171,7 @@ def read_signals(
         half_lives_ms=tuple(half_lives),
         personal=tuple(personal),
         similar=tuple(similar),
+        successors=tuple(tuple(f) for f in successors),
     )
 
 
@@ -206,6 +214,10 @@ def request_features(
     last_top = max(last.values(), default=0.0)
     last_total = sum(last.values())
     prev_top = max(prev.values(), default=0.0)
+    next_last = dict(signals.successors[0]) if signals.successors else {}
+    next_prev = dict(signals.successors[1]) if len(signals.successors) > 1 else {}
+    next_top, next_total = max(next_last.values(), default=0.0), sum(next_last.values())
+    next_prev_top = max(next_prev.values(), default=0.0)
     session_total: dict[str, float] = {}
     for depth, found in enumerate(signals.neighbours):
         for article, value in scaled_to_max(dict(found)).items():
@@ -232,6 +244,8 @@ def request_features(
     rates = [c[j] * _LN2 / half_lives[j] * HOUR_MS for j in range(3)]
     cov = column(last)
     pv = column(prev)
+    nx = column(next_last)
+    nxp = column(next_prev)
     constant = np.ones(len(names))
     columns = (
         c[0],
@@ -259,6 +273,10 @@ def request_features(
         column(personal),
         column(personal_rank, _MISSING_RANK),
         column(similar),
+        nx,
+        nx / next_top if next_top > 0 else 0.0 * constant,
+        nx / next_total if next_total > 0 else 0.0 * constant,
+        nxp / next_prev_top if next_prev_top > 0 else 0.0 * constant,
     )
     for index, values in enumerate(columns):
         rows[:, index] = values
