@@ -348,6 +348,11 @@ class ServingConfig(_Strict):
     covisit_window_minutes: float = Field(default=30.0, gt=0)
     #: Half-life of co-visitation weights, minutes.
     covisit_half_life_minutes: float = Field(default=120.0, gt=0)
+    #: Half-lives of the next-click transitions the session ranker reads (a reader's very next
+    #: click within the co-visit window): a short memory and a long one.
+    successor_half_lives_minutes: tuple[float, ...] = Field(
+        default=(120.0, 1440.0), min_length=1, max_length=4
+    )
     #: Co-visits point forward in time (the articles read *after* one); this weighs the
     #: reverse direction too (0: not at all).
     covisit_backward_weight: float = Field(default=0.0, ge=0)

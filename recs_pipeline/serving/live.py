@@ -59,6 +59,8 @@ class LiveSettings:
     #: Weight of a pair read the other way round (the earlier article as a neighbour of the
     #: later one); 0: co-visits point forward in time only.
     covisit_backward_weight: float = 0.0
+    #: Half-lives of the next-click transitions (the first is the session ranker's short memory).
+    successor_half_lives_ms: tuple[int, ...] = (2 * HOUR_MS, 24 * HOUR_MS)
     recent_clicks: int = 20
     read_limit: int = 500
     reader_ttl_ms: int = 48 * HOUR_MS
@@ -72,6 +74,9 @@ def live_settings(config: ServingConfig) -> LiveSettings:
         covisit_window_ms=round(config.covisit_window_minutes * MINUTE_MS),
         covisit_half_life_ms=round(config.covisit_half_life_minutes * MINUTE_MS),
         covisit_backward_weight=config.covisit_backward_weight,
+        successor_half_lives_ms=tuple(
+            round(m * MINUTE_MS) for m in config.successor_half_lives_minutes
+        ),
         recent_clicks=config.recent_clicks,
     )
 
@@ -116,10 +121,10 @@ class LiveStore(Protocol):
         ...
 
     def successors_of(
-        self, site: str, article_ids: Sequence[str], n: int
+        self, site: str, article_ids: Sequence[str], n: int, half_life_ms: int
     ) -> list[list[tuple[str, float]]]:
         """Of each article, the articles readers clicked *next* (their very next click within
-        the co-visit window), decayed like co-visits, best first."""
+        the co-visit window), decayed at one of ``successor_half_lives_ms``, best first."""
         ...
 
     def events(self, site: str) -> int: ...
@@ -206,6 +211,13 @@ def _is_repeat(clicks: Sequence[Click], position: int, click: Click) -> bool:
     return before.article_id == click.article_id and before.session_id == click.session_id
 
 
+def _table(tables: dict[str, DecayedTable], article_id: str, half_life_ms: int) -> DecayedTable:
+    table = tables.get(article_id)
+    if table is None:
+        table = tables[article_id] = DecayedTable(half_life_ms)
+    return table
+
+
 @dataclass
 class _SiteState:
     settings: LiveSettings
@@ -213,12 +225,13 @@ class _SiteState:
     events: int = 0
     popularity: dict[int, DecayedTable] = field(default_factory=dict)
     covisit: dict[str, DecayedTable] = field(default_factory=dict)
-    #: Next-click transitions: for each article, the articles read right after it.
-    successors: dict[str, DecayedTable] = field(default_factory=dict)
+    #: Next-click transitions per half-life: for each article, the articles read right after it.
+    successors: dict[int, dict[str, DecayedTable]] = field(default_factory=dict)
     readers: dict[str, _Reader] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.popularity = {hl: DecayedTable(hl) for hl in self.settings.half_lives_ms}
+        self.successors = {hl: {} for hl in self.settings.successor_half_lives_ms}
 
     def apply(self, event: LiveEvent) -> None:
         s = self.settings
@@ -236,16 +249,19 @@ class _SiteState:
                 if before.article_id != click.article_id and t - before.ts_ms <= (
                     s.covisit_window_ms
                 ):
-                    self._table(self.successors, before.article_id).add(click.article_id, t)
+                    for half_life, tables in self.successors.items():
+                        _table(tables, before.article_id, half_life).add(click.article_id, t)
             for other in reader.clicks:
                 if other.article_id != click.article_id and abs(t - other.ts_ms) <= (
                     s.covisit_window_ms
                 ):
                     # A late click may precede some of the reader's clicks already seen.
                     first, then = (other, click) if other.ts_ms <= t else (click, other)
-                    self._table(self.covisit, first.article_id).add(then.article_id, t)
+                    _table(self.covisit, first.article_id, s.covisit_half_life_ms).add(
+                        then.article_id, t
+                    )
                     if s.covisit_backward_weight > 0:
-                        self._table(self.covisit, then.article_id).add(
+                        _table(self.covisit, then.article_id, s.covisit_half_life_ms).add(
                             first.article_id, t, s.covisit_backward_weight
                         )
             reader.clicks.insert(position, click)
@@ -256,12 +272,6 @@ class _SiteState:
             del reader.read[next(iter(reader.read))]
         if self.events % s.prune_every == 0:
             self.prune()
-
-    def _table(self, tables: dict[str, DecayedTable], article_id: str) -> DecayedTable:
-        table = tables.get(article_id)
-        if table is None:
-            table = tables[article_id] = DecayedTable(self.settings.covisit_half_life_ms)
-        return table
 
     def prune(self) -> None:
         """Forget readers idle for ``reader_ttl`` and weights decayed to nearly nothing."""
@@ -274,7 +284,7 @@ class _SiteState:
         }
         for table in self.popularity.values():
             table.prune(now, 1e-3)
-        for tables in (self.covisit, self.successors):
+        for tables in (self.covisit, *self.successors.values()):
             for article in list(tables):
                 table = tables[article]
                 table.prune(now, 1e-2)
@@ -345,13 +355,14 @@ class MemoryLiveStore:
             return [] if table is None else table.top(n, state.clock)
 
     def successors_of(
-        self, site: str, article_ids: Sequence[str], n: int
+        self, site: str, article_ids: Sequence[str], n: int, half_life_ms: int
     ) -> list[list[tuple[str, float]]]:
         with self._lock:
             state = self._sites.get(site)
+            tables = {} if state is None else state.successors.get(half_life_ms, {})
             out: list[list[tuple[str, float]]] = []
             for article in article_ids:
-                table = None if state is None else state.successors.get(article)
+                table = tables.get(article)
                 clock = None if state is None else state.clock
                 out.append([] if table is None or clock is None else table.top(n, clock))
             return out
@@ -388,7 +399,9 @@ class MemoryLiveStore:
             return {
                 "readers": len(state.readers),
                 "covisit_pairs": sum(len(t.values) for t in state.covisit.values()),
-                "successor_pairs": sum(len(t.values) for t in state.successors.values()),
+                "successor_pairs": sum(
+                    len(t.values) for tables in state.successors.values() for t in tables.values()
+                ),
                 "articles": max((len(t.values) for t in state.popularity.values()), default=0),
             }
 
@@ -402,8 +415,8 @@ class MemoryLiveStore:
 # -- Redis --------------------------------------------------------------------------------------
 
 #: Applies a batch of events. ARGV: prefix, half-lives (JSON), covisit window, covisit half-life,
-#: recent clicks, reader TTL (s), rebase threshold, n, covisit backward weight, then
-#: n x (user, article, ts, session).
+#: recent clicks, reader TTL (s), rebase threshold, n, covisit backward weight, successor
+#: half-lives (JSON), then n x (user, article, ts, session).
 #: A decayed zset ``K`` keeps its reference moment in ``K:ref`` (see ``scoring``).
 _APPLY: Final = r"""
 local P = ARGV[1]
@@ -415,6 +428,7 @@ local ttl = tonumber(ARGV[6])
 local rebase = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
 local back = tonumber(ARGV[9])
+local nxhls = cjson.decode(ARGV[10])
 local function add(key, member, ts, hl, amount)
   local refkey = key .. ':ref'
   local ref = tonumber(redis.call('GET', refkey))
@@ -431,10 +445,10 @@ local function add(key, member, ts, hl, amount)
 end
 local clock = tonumber(redis.call('GET', P .. 'clock') or '-1')
 for i = 0, n - 1 do
-  local u = ARGV[10 + i * 4]
-  local a = ARGV[11 + i * 4]
-  local ts = tonumber(ARGV[12 + i * 4])
-  local s = ARGV[13 + i * 4]
+  local u = ARGV[11 + i * 4]
+  local a = ARGV[12 + i * 4]
+  local ts = tonumber(ARGV[13 + i * 4])
+  local s = ARGV[14 + i * 4]
   if ts > clock then clock = ts end
   for _, hl in ipairs(hls) do add(P .. 'pop:' .. hl, a, ts, hl, 1) end
   local ukey = P .. 'u:' .. u
@@ -452,9 +466,12 @@ for i = 0, n - 1 do
   if not (before_a == a and before_s == s) then
     -- the reader's click just before this one gets it as its successor (next click)
     if before_a ~= nil and before_a ~= a and ts - before_ts <= window then
-      add(P .. 'nx:' .. before_a, a, ts, cvhl, 1)
-      redis.call('EXPIRE', P .. 'nx:' .. before_a, ttl)
-      redis.call('EXPIRE', P .. 'nx:' .. before_a .. ':ref', ttl)
+      for _, hl in ipairs(nxhls) do
+        local nk = P .. 'nx:' .. hl .. ':' .. before_a
+        add(nk, a, ts, hl, 1)
+        redis.call('EXPIRE', nk, ttl)
+        redis.call('EXPIRE', nk .. ':ref', ttl)
+      end
     end
     for _, c in ipairs(clicks) do
       if c[2] ~= a and math.abs(ts - c[1]) <= window then
@@ -540,6 +557,7 @@ class RedisLiveStore:
             REBASE_HALF_LIVES,
             len(events),
             s.covisit_backward_weight,
+            "[" + ",".join(str(h) for h in s.successor_half_lives_ms) + "]",
         ]
         for e in events:
             for text in (e.user_id, e.article_id, e.session_id or ""):
@@ -639,15 +657,19 @@ class RedisLiveStore:
     def neighbours_of(
         self, site: str, article_ids: Sequence[str], n: int
     ) -> list[list[tuple[str, float]]]:
-        return self._tables_of(site, "cv", article_ids, n)
+        return self._tables_of(
+            site, "cv", article_ids, n, self._settings_of(site).covisit_half_life_ms
+        )
 
     def successors_of(
-        self, site: str, article_ids: Sequence[str], n: int
+        self, site: str, article_ids: Sequence[str], n: int, half_life_ms: int
     ) -> list[list[tuple[str, float]]]:
-        return self._tables_of(site, "nx", article_ids, n)
+        if half_life_ms not in self._settings_of(site).successor_half_lives_ms:
+            return [[] for _ in article_ids]
+        return self._tables_of(site, f"nx:{half_life_ms}", article_ids, n, half_life_ms)
 
     def _tables_of(
-        self, site: str, kind: str, article_ids: Sequence[str], n: int
+        self, site: str, kind: str, article_ids: Sequence[str], n: int, half_life: float
     ) -> list[list[tuple[str, float]]]:
         if not article_ids:
             return []
@@ -659,7 +681,6 @@ class RedisLiveStore:
             pipe.zrevrange(f"{p}{kind}:{article}", 0, n - 1, withscores=True)
         answers = pipe.execute()
         clock = None if answers[0] is None else int(str(answers[0]))
-        half_life = self._settings_of(site).covisit_half_life_ms
         out: list[list[tuple[str, float]]] = []
         for i in range(len(article_ids)):
             ref, got = answers[1 + 2 * i], answers[2 + 2 * i]

@@ -75,6 +75,8 @@ LIVE_FEATURES: Final[tuple[str, ...]] = (
     "next_last_share",
     "next_last_prob",
     "next_prev_share",
+    "next_long_share",
+    "next_long_prob",
 )
 
 _MISSING_RANK: Final = 1_000.0
@@ -104,6 +106,8 @@ class RequestSignals:
     similar: tuple[tuple[str, float], ...] = ()
     #: Next-click transitions of the session's last two distinct articles, newest first.
     successors: tuple[tuple[tuple[str, float], ...], ...] = ()
+    #: The last article's next-click transitions at the long half-life.
+    successors_long: tuple[tuple[str, float], ...] = ()
 
 
 def _anchors(session: Sequence[Click], depth: int) -> list[str]:
@@ -143,7 +147,15 @@ def read_signals(
     if article_id:
         anchors = [article_id, *[a for a in anchors if a != article_id]][:depth]
     neighbours = store.neighbours_of(site, anchors, n) if anchors else []
-    successors = store.successors_of(site, anchors[:2], n) if anchors else []
+    successor_half_lives = settings.successor_half_lives_ms
+    successors = (
+        store.successors_of(site, anchors[:2], n, successor_half_lives[0]) if anchors else []
+    )
+    successors_long = (
+        store.successors_of(site, anchors[:1], n, successor_half_lives[-1])[0]
+        if anchors and len(successor_half_lives) > 1
+        else []
+    )
     similar = list(similar_of(anchors[0])) if similar_of is not None and anchors else []
     wanted: dict[str, None] = {}
     for article, _ in view.popular:
@@ -172,6 +184,7 @@ def read_signals(
         personal=tuple(personal),
         similar=tuple(similar),
         successors=tuple(tuple(f) for f in successors),
+        successors_long=tuple(successors_long),
     )
 
 
@@ -218,6 +231,8 @@ def request_features(
     next_prev = dict(signals.successors[1]) if len(signals.successors) > 1 else {}
     next_top, next_total = max(next_last.values(), default=0.0), sum(next_last.values())
     next_prev_top = max(next_prev.values(), default=0.0)
+    next_long = dict(signals.successors_long)
+    long_top, long_total = max(next_long.values(), default=0.0), sum(next_long.values())
     session_total: dict[str, float] = {}
     for depth, found in enumerate(signals.neighbours):
         for article, value in scaled_to_max(dict(found)).items():
@@ -246,6 +261,7 @@ def request_features(
     pv = column(prev)
     nx = column(next_last)
     nxp = column(next_prev)
+    nxl = column(next_long)
     constant = np.ones(len(names))
     columns = (
         c[0],
@@ -277,6 +293,8 @@ def request_features(
         nx / next_top if next_top > 0 else 0.0 * constant,
         nx / next_total if next_total > 0 else 0.0 * constant,
         nxp / next_prev_top if next_prev_top > 0 else 0.0 * constant,
+        nxl / long_top if long_top > 0 else 0.0 * constant,
+        nxl / long_total if long_total > 0 else 0.0 * constant,
     )
     for index, values in enumerate(columns):
         rows[:, index] = values

@@ -108,12 +108,13 @@ def test_redis_and_memory_stores_agree(redis_store: RedisLiveStore) -> None:
         assert mine_view.read == their_view.read and mine_view.clicks == their_view.clicks
         assert [a for a, _ in mine_view.popular] == [a for a, _ in their_view.popular]
         assert not set(a for a, _ in mine_view.popular) & mine_view.read
-    mine_next = memory.successors_of(SITE, ["a0", "a3", "unknown"], 5)
-    their_next = redis_store.successors_of(SITE, ["a0", "a3", "unknown"], 5)
-    assert mine_next[0] and mine_next[2] == their_next[2] == []
-    for mine, theirs in zip(mine_next, their_next, strict=True):
-        assert [a for a, _ in mine] == [a for a, _ in theirs]
-        assert [v for _, v in mine] == pytest.approx([v for _, v in theirs], rel=1e-6)
+    for half_life in SETTINGS.successor_half_lives_ms:
+        mine_next = memory.successors_of(SITE, ["a0", "a3", "unknown"], 5, half_life)
+        their_next = redis_store.successors_of(SITE, ["a0", "a3", "unknown"], 5, half_life)
+        assert mine_next[0] and mine_next[2] == their_next[2] == []
+        for mine, theirs in zip(mine_next, their_next, strict=True):
+            assert [a for a, _ in mine] == [a for a, _ in theirs]
+            assert [v for _, v in mine] == pytest.approx([v for _, v in theirs], rel=1e-6)
     many = redis_store.neighbours_of(SITE, ["a0", "a3", "unknown"], 5)
     assert many == [redis_store.neighbours(SITE, a, 5) for a in ("a0", "a3", "unknown")]
     assert memory.neighbours_of(SITE, ["a0"], 5) == [memory.neighbours(SITE, "a0", 5)]
@@ -156,16 +157,16 @@ def test_successors_are_each_readers_very_next_click_within_the_window(
     memory = MemoryLiveStore({SITE: SETTINGS})
     for store in (memory, redis_store):
         store.apply(SITE, events)
-        after_a, after_b, after_c = store.successors_of(SITE, ["a", "b", "c"], 10)
-        assert [x for x, _ in after_a] == ["b"]
-        # two transitions a -> b, decayed to the clock (T0 + 92 min) with a 2-hour half-life
-        expected = decayed_count(
-            [T0 + 10 * MINUTE_MS, T0 + 92 * MINUTE_MS],
-            T0 + 92 * MINUTE_MS,
-            SETTINGS.covisit_half_life_ms,
-        )
-        assert after_a[0][1] == pytest.approx(expected, rel=1e-6)
-        assert [x for x, _ in after_b] == ["c"] and after_c == []
+        for half_life in SETTINGS.successor_half_lives_ms:
+            after_a, after_b, after_c = store.successors_of(SITE, ["a", "b", "c"], 10, half_life)
+            assert [x for x, _ in after_a] == ["b"]
+            # two transitions a -> b, decayed to the clock (T0 + 92 min) at the half-life
+            expected = decayed_count(
+                [T0 + 10 * MINUTE_MS, T0 + 92 * MINUTE_MS], T0 + 92 * MINUTE_MS, half_life
+            )
+            assert after_a[0][1] == pytest.approx(expected, rel=1e-6)
+            assert [x for x, _ in after_b] == ["c"] and after_c == []
+        assert store.successors_of(SITE, ["a"], 10, 12_345) == [[]]  # no such half-life
         assert "c" in dict(store.neighbours(SITE, "a", 10))  # co-visits reach further
 
 
