@@ -62,6 +62,9 @@ def events_from_table(
     event name are clicks (``page_view``); rows without an event id get a deterministic one from
     (user, article or path, timestamp), so re-delivered rows de-duplicate.
     """
+    # Positional: a table whose rows were filtered (GA4 rows without ignored kinds) keeps its
+    # index, and the columns below are aligned on a fresh one.
+    table = table.reset_index(drop=True)
     n = len(table)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
     for name in (
