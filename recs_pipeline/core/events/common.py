@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
 from recs_pipeline.core.urls import PageRules
@@ -216,8 +217,48 @@ def compact(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with its repetitive string columns as categoricals (in place; also returned)."""
     for name in COMPACT_COLUMNS:
         if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].astype("string").astype("category")
+            frame[name] = categorical(frame[name])
     return frame
+
+
+def categorical(column: pd.Series) -> pd.Series:
+    """A string column as a categorical, encoded by Arrow (``astype("category")`` sorts the
+    distinct values in Python's order and builds them twice). Categories are in order of first
+    appearance; missing stays missing."""
+    values = _arrow_strings(column)
+    if not len(values):
+        return column.astype("string").astype("category")
+    return pd.Series(arrow_categorical(values), index=column.index, name=column.name)
+
+
+def arrow_categorical(values: pa.Array | pa.ChunkedArray) -> pd.Categorical:
+    """Arrow strings as a pandas categorical, dictionary-encoded by Arrow (categories in order
+    of first appearance, missing values missing)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not len(values):
+        return pd.Categorical(pd.array([], dtype="string"))
+    if not pa.types.is_dictionary(values.type):
+        values = pc.dictionary_encode(values)
+    codes = pc.fill_null(values.indices, -1).to_numpy(zero_copy_only=False)
+    categories = pd.Index(string_series(values.dictionary), dtype="string")
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
+def as_strings(column: pd.Series) -> pd.Series:
+    """A ``string`` column; from a categorical through Arrow (each category converted once,
+    then taken by code), where ``astype("string")`` makes a Python object per row."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype("string")
+    decoded = pa.array(column.array).dictionary_decode()
+    return pd.Series(string_series(decoded).array, index=column.index, name=column.name)
+
+
+def _arrow_strings(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pa.array(column.array).dictionary_decode()
+    array = column.astype("string").array
+    return pa.array(array)
 
 
 def concat_events(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
