@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -18,6 +19,7 @@ from recs_pipeline.core.events.common import (
     _raw_text,
     _rows_as_text,
     quarantine_frame,
+    string_series,
 )
 from recs_pipeline.core.events.tables import events_from_table
 
@@ -194,9 +196,9 @@ def _parse_ga4_batch(
             columns[column].append(value)
     rows = pd.DataFrame(
         {
-            name: pd.array(  # type: ignore[call-overload]
-                values, dtype="int64" if name in ("line_no", "engaged_ms") else "string"
-            )
+            name: np.asarray(values, dtype=np.int64)
+            if name in ("line_no", "engaged_ms")
+            else string_series(values)  # by Arrow: pd.array checks each value in Python
             for name, values in columns.items()
         }
     )
