@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
 
-from recs_pipeline.core.events import parse_ga4_lines, parse_snowplow_fast, parse_snowplow_lines
+from recs_pipeline.core.events import (
+    parse_ga4_lines,
+    parse_snowplow_fast,
+    parse_snowplow_lines,
+    parse_timestamps,
+    tables,
+)
+from recs_pipeline.core.events.ga4 import hex16
 from recs_pipeline_tests.core.test_events_fast_paths import FILE, HOUR, assert_same, ga4, snowplow
 
 DAY = dt.date(2026, 11, 10)
@@ -96,3 +104,34 @@ def test_snowplow_fast_path_on_many_lines_of_every_kind() -> None:
     assert_same(fast, slow)
     assert isinstance(fast.events, pd.DataFrame) and len(fast.events) > 2000
     assert orjson.loads(TAKEN[0])["x"] == 1e300
+
+
+NUMERIC_STAMPS = [
+    ["1", "-0", "007"],
+    ["1794322800", "1794322800000", "1794322800000000"],
+    ["1794322800000123456", "99999999999999999", "9223372036854775807"],
+    ["9223372036854775808"],
+    ["+7", "1"],
+    ["0x10"],
+    ["1.0", "1e3"],
+    ["١٢"],
+    ["1", None],
+    ["", "5"],
+]
+
+
+@pytest.mark.parametrize("values", NUMERIC_STAMPS)
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_numeric_timestamps_by_arrow_are_pandas_to_numeric(
+    values: list[str | None], unit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    column = pd.Series(values, dtype="string")
+    bulk = parse_timestamps(column, unit)
+    monkeypatch.setattr(tables, "_integers", lambda text: None)
+    pd.testing.assert_series_equal(bulk, parse_timestamps(column, unit))
+
+
+def test_hex16_is_format() -> None:
+    values = np.array([0, 1, 2**64 - 1, 0xDEADBEEF, 2**63, 12345678901234567], dtype=np.uint64)
+    assert hex16(values).to_pylist() == [f"{int(v):016x}" for v in values]
+    assert hex16(np.array([], dtype=np.uint64)).to_pylist() == []

@@ -38,10 +38,30 @@ def parse_timestamps(
         if getattr(stamps.dt, "tz", None) is None:
             stamps = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         return stamps.dt.tz_convert("UTC")
-    numbers = pd.to_numeric(raw, errors="coerce")
+    numbers = _integers(raw)
+    if numbers is None:
+        numbers = pd.to_numeric(raw, errors="coerce")
     limit = {"s": 9e9, "ms": 9e12, "us": 9e15, "ns": 9e18}[unit]
     numbers = numbers.where(numbers.abs() < limit)  # beyond year 2255: not a timestamp
     return pd.to_datetime(numbers, unit=cast(Literal["s", "ms", "us", "ns"], unit), utc=True)
+
+
+def _integers(text: pd.Series) -> pd.Series | None:
+    """``pd.to_numeric`` of a column that holds only decimal integers, by Arrow's cast (None
+    when a value is missing or not a plain integer: ``pd.to_numeric`` then decides)."""
+    values = pa.array(text.array)
+    if values.null_count or not len(values):
+        return None
+    if not pc.all(pc.match_substring_regex(values, r"^-?[0-9]+$")).as_py():
+        return None  # Arrow's cast also takes "0x10" and "+7"
+    try:
+        numbers = pc.cast(values, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    # Nullable, as pd.to_numeric gives for a string column (out-of-range values become NA).
+    return pd.Series(
+        pd.array(numbers.to_numpy(zero_copy_only=False), dtype="Int64"), index=text.index
+    )
 
 
 def events_from_table(
