@@ -8,12 +8,18 @@ accepts and orjson refuses, GA4 rows of kinds the site ignores), pinned so they 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import random
+import tempfile
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from recs_pipeline.adapters.sources import CsvEvents, event_source
 from recs_pipeline.core.events import (
     parse_ga4_lines,
     parse_snowplow_fast,
@@ -22,7 +28,16 @@ from recs_pipeline.core.events import (
     tables,
 )
 from recs_pipeline.core.events.ga4 import hex16
-from recs_pipeline_tests.core.test_events_fast_paths import FILE, HOUR, assert_same, ga4, snowplow
+from recs_pipeline_tests.core.test_events_fast_paths import (
+    FILE,
+    HOUR,
+    assert_same,
+    ga4,
+    site,
+    snowplow,
+    write,
+)
+from recs_pipeline_tests.test_robustness_garbage_files import csv_garbage
 
 DAY = dt.date(2026, 11, 10)
 
@@ -135,3 +150,44 @@ def test_hex16_is_format() -> None:
     values = np.array([0, 1, 2**64 - 1, 0xDEADBEEF, 2**63, 12345678901234567], dtype=np.uint64)
     assert hex16(values).to_pylist() == [f"{int(v):016x}" for v in values]
     assert hex16(np.array([], dtype=np.uint64)).to_pylist() == []
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.lists(csv_garbage, max_size=4), min_size=1, max_size=5),
+    st.randoms(use_true_random=False),
+    st.booleans(),
+)
+def test_small_delimited_files_read_together_are_each_file_read_alone(
+    junk: list[list[str]], rng: random.Random, pseudonymise: bool
+) -> None:
+    base = 1_794_322_800_000  # 2026-11-10 12:00 UTC, in ms
+    with tempfile.TemporaryDirectory() as folder:
+        for index, extra in enumerate(junk):
+            rows = [f"u{index}-{i},{100 + i},{base + i * 1000},Googlebot" for i in range(index * 3)]
+            rows += [f"u,{index},{base},x", "u,8,not-a-time,x", *extra]
+            rng.shuffle(rows)
+            body = "\n".join(["user_id,click_article_id,click_timestamp,agent", *rows]) + "\n"
+            write(folder, f"clicks-{index}.csv", body.encode("utf-8", errors="surrogateescape"))
+        events: dict[str, object] = {
+            "format": "csv",
+            "columns": {
+                "user_id": "user_id",
+                "article_id": "click_article_id",
+                "timestamp": "click_timestamp",
+                "user_agent": "agent",
+            },
+        }
+        if pseudonymise:
+            events["pseudonymise_salt_env"] = "RECS_TEST_BULK_SALT"
+        os.environ["RECS_TEST_BULK_SALT"] = "a-salt-of-twenty-chars"
+        source = event_source(site(folder, events))
+        assert isinstance(source, CsvEvents)
+        source.batch_lines = 7  # several groups
+        files = source.list_files()
+        together = source.read_files(files)
+        for file, parsed in zip(files, together, strict=True):
+            alone = source.parse_file(file)
+            assert parsed is not None and parsed.source_file == alone.source_file
+            assert_same(parsed, alone)
+            assert set(parsed.quarantine["source_file"]) <= {alone.source_file}
