@@ -8,9 +8,11 @@ accepts and orjson refuses, GA4 rows of kinds the site ignores), pinned so they 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import random
 import tempfile
+from multiprocessing.queues import Queue
 
 import numpy as np
 import orjson
@@ -191,3 +193,23 @@ def test_small_delimited_files_read_together_are_each_file_read_alone(
             assert parsed is not None and parsed.source_file == alone.source_file
             assert_same(parsed, alone)
             assert set(parsed.quarantine["source_file"]) <= {alone.source_file}
+
+
+def _parse_in_child(lines: list[bytes], results: Queue[int]) -> None:
+    results.put(len(parse_snowplow_fast([lines], FILE, HOUR).events))
+
+
+def test_snowplow_fast_path_in_a_forked_process() -> None:
+    """A process forked after parsing parses too (the scanning thread is per process)."""
+    lines = [snowplow(event_id=f"e{i}") for i in range(20)]
+    assert len(parse_snowplow_fast([lines], FILE, HOUR).events) == 20
+    context = multiprocessing.get_context("fork")
+    results: Queue[int] = context.Queue()
+    child = context.Process(target=_parse_in_child, args=(lines, results))
+    child.start()
+    try:
+        assert results.get(timeout=60) == 20
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()

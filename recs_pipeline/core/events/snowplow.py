@@ -7,6 +7,7 @@ checks the columns in bulk, and hands the validator only the lines it cannot vou
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -240,22 +241,24 @@ _HUGE = re.compile(_HUGE_NUMBER.encode())
 #: number orjson refuses. Arrow matches bytes (Latin-1) in a binary array.
 _LOOK_AGAIN = r"[\\\x7f\x80-\xff]|" + _HUGE_NUMBER
 
-_pool: ThreadPoolExecutor | None = None
+#: The scanning thread's pool and the process it belongs to: a forked child inherits the pool
+#: but not its thread (the pool would take work and never run it), so it makes its own.
+_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _flagged(lines: Sequence[bytes]) -> Future[np.ndarray]:
     """Lines matching ``_LOOK_AGAIN``, found by Arrow's regex engine in a thread of its own
     (Arrow releases the GIL) while the main thread decodes the lines."""
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(1, thread_name_prefix="snowplow-scan")
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="snowplow-scan"))
 
     def scan() -> np.ndarray:
         binary = pa.array(lines, pa.binary())
         found = pc.match_substring_regex(binary, _LOOK_AGAIN)
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
-    return _pool.submit(scan)
+    return _pool[1].submit(scan)
 
 
 def _needs_validator(line: bytes) -> bool:
