@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -245,14 +246,35 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return sorted(runs, key=lambda run: float(run["seconds"]))[len(runs) // 2]
 
 
-def run_child(work: Path, kind: str, name: str) -> dict[str, Any]:
+def run_child(work: Path, kind: str, name: str, code: Path | None = None) -> dict[str, Any]:
+    """One measurement in a process of its own; ``code``: a folder holding another version's
+    ``recs_pipeline`` package, imported instead of this checkout's (the "before" column)."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, name, "--workdir", str(work)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def checkout(work: Path, rev: str) -> Path:
+    """``recs_pipeline`` as of git revision ``rev``, extracted under ``work`` (once)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    target = work / f"code-{commit}"
+    if not (target / "recs_pipeline").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", commit, "recs_pipeline"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def main() -> int:
@@ -265,6 +287,11 @@ def main() -> int:
     parser.add_argument(
         "--small-files", type=int, default=100, help="files of the small-file layout (0: skip)"
     )
+    parser.add_argument(
+        "--compare-rev",
+        help="also read each source with the code of this git revision, alternating runs "
+        "(before / after columns and their ratio, measured side by side)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     work: Path = args.workdir.absolute()
@@ -272,7 +299,9 @@ def main() -> int:
     if args.child:
         kind, name = args.child
         result = child_source(work, name) if kind == "source" else child_baseline(work, name)
-        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result["peak_mb"] = usage.ru_maxrss / 1024
+        result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         print(json.dumps(result))
         return 0
 
@@ -284,31 +313,49 @@ def main() -> int:
         convert(work)
         print(f"converted in {time.perf_counter() - began:.0f} s", flush=True)
 
+    before_code = checkout(work, args.compare_rev) if args.compare_rev else None
     rows = []
     for name in args.sources.split(","):
-        runs = [(run_child(work, "source", name), run_child(work, "baseline", name))]
-        runs += [
-            (run_child(work, "source", name), run_child(work, "baseline", name))
-            for _ in range(args.repeats - 1)
-        ]
-        source, bare = median_run([r[0] for r in runs]), median_run([r[1] for r in runs])
-        rows.append((name, source, bare))
-        print(name, source, bare, flush=True)
+        runs = []
+        for _ in range(args.repeats):
+            # Alternating, so that the load of a shared machine falls on every column alike.
+            run = {"source": run_child(work, "source", name)}
+            run["bare"] = run_child(work, "baseline", name)
+            if before_code is not None:
+                run["before"] = run_child(work, "source", name, before_code)
+            runs.append(run)
+        medians = {key: median_run([run[key] for run in runs]) for key in runs[0]}
+        rows.append((name, medians))
+        print(name, medians, flush=True)
 
     print()
+    before_head = " before lines/s | before peak MB | after ÷ before |" if before_code else ""
     print(
         "| source | lines read | events kept | ingest lines/s | peak MB "
-        "| bare scan | bare lines/s | peak MB | ingest ÷ bare |"
+        f"| bare scan | bare lines/s | peak MB | ingest ÷ bare |{before_head}"
     )
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
-    for name, source, bare in rows:
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" * 3 if before_code else ""))
+    for name, medians in rows:
+        source, bare = medians["source"], medians["bare"]
         ingest_rate = source["lines"] / source["seconds"]
         bare_rate = bare["lines"] / bare["seconds"]
-        print(
+        line = (
             f"| {name} | {source['lines']:,} | {source['events']:,} | {ingest_rate:,.0f} "
             f"| {source['peak_mb']:,.0f} | {bare['tool']} | {bare_rate:,.0f} "
             f"| {bare['peak_mb']:,.0f} | {ingest_rate / bare_rate:.2f} |"
         )
+        if before_code is not None:
+            before = medians["before"]
+            before_rate = before["lines"] / before["seconds"]
+            same = (before["events"], before["quarantined"]) == (
+                source["events"],
+                source["quarantined"],
+            )
+            line += (
+                f" {before_rate:,.0f} | {before['peak_mb']:,.0f} "
+                f"| {ingest_rate / before_rate:.2f}{'' if same else ' (output differs!)'} |"
+            )
+        print(line)
 
     if args.small_files:
         small_layouts(work, args.small_files)

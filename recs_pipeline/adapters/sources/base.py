@@ -12,6 +12,8 @@ import datetime as dt
 import fnmatch
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -190,10 +192,16 @@ class FileSource:
         return open_decompressed(self.fs, path, self.config.compression)
 
     def line_batches(self, path: str) -> Iterator[list[bytes]]:
-        with self.open(path) as stream:
-            yield from iter_line_batches(
-                stream, batch_lines=self.batch_lines, max_line_bytes=self.max_line_bytes
-            )
+        """The file's lines in batches, read and decompressed one batch ahead in a thread (the
+        codecs release the GIL, so reading overlaps parsing on a second core)."""
+
+        def batches() -> Iterator[list[bytes]]:
+            with self.open(path) as stream:
+                yield from iter_line_batches(
+                    stream, batch_lines=self.batch_lines, max_line_bytes=self.max_line_bytes
+                )
+
+        return prefetch(batches())
 
     def changed(self, file: LandingFile) -> bool:
         """Whether the file's size or modification time differs from when it was listed."""
@@ -243,6 +251,49 @@ def unreadable_file(name: str, file: LandingFile, message: str) -> ParsedLines:
         1,
         unreadable=True,
     )
+
+
+def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, produced by a thread up to ``depth`` items ahead of the consumer; an error
+    of the producer is raised to the consumer at the item where it happened."""
+    ahead: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ahead.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put((False, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            ahead.put((False, error))
+
+    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, value = ahead.get()
+            if not more:
+                if isinstance(value, BaseException):
+                    raise value
+                return
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                ahead.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def drain(items: list[T]) -> Iterator[T]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -19,7 +20,6 @@ from recs_pipeline.core.events import (
     QUARANTINE_RAW_CHARS,
     ParsedLines,
     QuarantineRow,
-    concat_events,
     events_from_table,
     quarantine_frame,
     string_series,
@@ -82,6 +82,42 @@ class CsvEvents(TableFileSource):
         return "\t" if self.config.delimiter in ("\\t", "tab") else self.config.delimiter
 
     def parse_file(self, file: LandingFile) -> ParsedLines:
+        rows = self._rows(file)
+        return rows if isinstance(rows, ParsedLines) else self._validate([rows])[0]
+
+    def read_files(self, files: Sequence[LandingFile]) -> list[ParsedLines | None]:
+        """Each file's rows; small files (up to ``SMALL_FILE_BYTES``) read on their own and
+        validated together, a batch of rows at once, so a small file costs no more per line
+        than a big one (``events_from_table`` has a fixed cost per call)."""
+        out: dict[int, ParsedLines | None] = {}
+        group: list[tuple[int, _Rows]] = []
+        rows_in_group = 0
+
+        def flush() -> None:
+            for (index, _), parsed in zip(
+                group, self._validate([rows for _, rows in group]), strict=True
+            ):
+                out[index] = parsed
+            group.clear()
+
+        for index, file in enumerate(files):
+            if file.size > SMALL_FILE_BYTES:
+                out[index] = self.read_file(file)
+                continue
+            read = self.read_safely(file, lambda f=file: self._rows(f))  # type: ignore[misc]
+            if read is None or isinstance(read, ParsedLines):
+                out[index] = read
+                continue
+            group.append((index, read))
+            rows_in_group += read.rows
+            if rows_in_group >= self.batch_lines:
+                flush()
+                rows_in_group = 0
+        flush()
+        return [out[index] for index in range(len(files))]
+
+    def _rows(self, file: LandingFile) -> _Rows | ParsedLines:
+        """The file's rows, not yet validated (its header not matching: one quarantined line)."""
         name = self.relative(file.path)
         mapping = self._mapping()
         names = _unique(self._header(file.path))
@@ -96,10 +132,7 @@ class CsvEvents(TableFileSource):
                 1,
             )
         first_line = self.config.skip_rows + (2 if self.config.header else 1)
-        users = pseudonymiser_of(self.config)
-        bad: list[QuarantineRow] = []
-        parts: list[ParsedLines] = []
-        rows = 0
+        read = _Rows(name)
         for frame, numbers, not_utf8 in delimited_rows(
             self.line_batches(file.path),
             name,
@@ -109,41 +142,83 @@ class CsvEvents(TableFileSource):
             quote=True,
             first_line=first_line,
             max_line_bytes=self.max_line_bytes,
-            bad=bad,
+            bad=read.bad,
         ):
-            rows += len(frame)
-            bad_text = [("not_utf8", name, int(numbers[i]), text) for i, text in not_utf8.items()]
+            read.rows += len(frame)
+            read.bad += [("not_utf8", name, int(numbers[i]), text) for i, text in not_utf8.items()]
             good = np.ones(len(frame), dtype=bool)
             good[list(not_utf8)] = False
-            parsed = events_from_table(
-                frame.loc[good].reset_index(drop=True),
-                name,
-                self.config.timestamp_unit,
-                self.config.timestamp_timezone,
-                users=users,
-                timestamp_format=self.config.timestamp_format,
-                bot_user_agent_pattern=self.config.bot_user_agent_pattern,
-                line_numbers=numbers[good],
-            )
-            if bad_text:
-                extra = quarantine_frame(bad_text)
+            read.frames.append(frame.loc[good])
+            read.numbers.append(numbers[good])
+        return read
+
+    def _validate(self, files: list[_Rows]) -> list[ParsedLines]:
+        """The files' rows validated by one ``events_from_table`` call, then split per file:
+        each file's line numbers are shifted into a range of their own for the call."""
+        users = pseudonymiser_of(self.config)
+        frames = [frame for read in files for frame in read.frames]
+        numbers = [
+            part + index * _FILE_STRIDE for index, read in enumerate(files) for part in read.numbers
+        ]
+        whole = events_from_table(
+            pd.concat(frames, ignore_index=True) if frames else _no_rows(),
+            "",
+            self.config.timestamp_unit,
+            self.config.timestamp_timezone,
+            users=users,
+            timestamp_format=self.config.timestamp_format,
+            bot_user_agent_pattern=self.config.bot_user_agent_pattern,
+            line_numbers=np.concatenate(numbers) if numbers else np.zeros(0, dtype="int64"),
+        )
+        bounds = np.arange(len(files) + 1, dtype=np.int64) * _FILE_STRIDE
+        event_cuts = np.searchsorted(whole.events["line_no"].to_numpy(), bounds)
+        bad_cuts = np.searchsorted(whole.quarantine["line_no"].to_numpy(), bounds)
+        out = []
+        for index, read in enumerate(files):
+            events = whole.events.iloc[event_cuts[index] : event_cuts[index + 1]]
+            events = events.reset_index(drop=True)
+            events["line_no"] -= index * _FILE_STRIDE
+            quarantine = whole.quarantine.iloc[bad_cuts[index] : bad_cuts[index + 1]]
+            quarantine = quarantine.reset_index(drop=True)
+            quarantine["line_no"] -= index * _FILE_STRIDE
+            quarantine["source_file"] = read.name
+            if read.bad:
+                extra = quarantine_frame(read.bad)
                 if users is not None:
                     extra["raw"] = extra["raw"].map(users.redact)
-                parsed.quarantine = pd.concat([parsed.quarantine, extra], ignore_index=True)
-            parts.append(parsed)
-        events = [p.events for p in parts if not p.events.empty]
-        quarantine = [p.quarantine for p in parts if not p.quarantine.empty]
-        if bad:
-            extra = quarantine_frame(bad)
-            if users is not None:
-                extra["raw"] = extra["raw"].map(users.redact)
-            quarantine.append(extra)
-        return ParsedLines(
-            name,
-            concat_events(events) if events else _no_events(),
-            pd.concat(quarantine, ignore_index=True) if quarantine else quarantine_frame([]),
-            rows + len(bad),
-        )
+                quarantine = pd.concat([quarantine, extra], ignore_index=True)
+            out.append(
+                ParsedLines(
+                    read.name,
+                    events if len(events) else _no_events(),
+                    quarantine.astype({"source_file": "str"}),
+                    read.rows + sum(1 for row in read.bad if row[0] != "not_utf8"),
+                )
+            )
+        return out
+
+
+#: Files up to this size (as stored) are validated together with the next ones.
+SMALL_FILE_BYTES = 1 << 20
+#: Line numbers of the files validated together are shifted by multiples of this.
+_FILE_STRIDE = 1 << 40
+
+
+@dataclass
+class _Rows:
+    """A delimited file's rows as read, before validation."""
+
+    name: str
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    numbers: list[np.ndarray] = field(default_factory=list)
+    #: Lines refused while reading (malformed, oversized, not UTF-8), raw text not redacted.
+    bad: list[QuarantineRow] = field(default_factory=list)
+    #: Rows read (every line but the malformed ones: those are counted from ``bad``).
+    rows: int = 0
+
+
+def _no_rows() -> pd.DataFrame:
+    return pd.DataFrame({"user_id": [], "ts": [], "article_id": []}, dtype="string")
 
 
 def delimited_rows(

@@ -42,6 +42,10 @@ class TableFileSource(FileSource):
         """``parse_file``, the file quarantined whole when unreadable, None while in flight."""
         return self.read_safely(file, lambda: self.parse_file(file))
 
+    def read_files(self, files: Sequence[LandingFile]) -> list[ParsedLines | None]:
+        """``read_file`` of each file (a source may read small files together)."""
+        return [self.read_file(file) for file in files]
+
     def _home(self, parsed: ParsedLines, now: pd.Timestamp, file: LandingFile) -> dt.date:
         """The day of the file's earliest plausible event (its undatable lines' owner); for a
         file that cannot be read, the day it was last modified (not before the first day)."""
@@ -70,8 +74,8 @@ class TableFileSource(FileSource):
         moment = pd.Timestamp.now(tz="UTC") if now is None else now
         start, end = day_bounds(wanted[0], self.tz)[0], day_bounds(wanted[-1], self.tz)[1]
         parsed_files = []
-        for file in self.listing():
-            read = self.read_file(file)
+        listing = self.listing()
+        for file, read in zip(listing, self.read_files(listing), strict=True):
             if read is None:
                 continue  # still being written: the next run reads it
             parsed = read

@@ -10,11 +10,12 @@ import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
 from recs_pipeline.core.urls import PageRules
@@ -186,8 +187,31 @@ class DayEvents:
 
 
 def quarantine_frame(rows: Sequence[QuarantineRow]) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=list(_QUARANTINE))
-    return frame.astype({"reason": "str", "source_file": "str", "line_no": "int64", "raw": "str"})
+    """Rows as a frame, column by column (a frame of tuples then ``astype`` took ~10 ms even
+    without rows, and a day builds one per file)."""
+    if not rows:
+        return _empty_quarantine().copy()
+    reason, source_file, line_no, raw = zip(*rows, strict=True)
+    return pd.DataFrame(
+        {
+            "reason": pd.Series(reason, dtype="str"),
+            "source_file": pd.Series(source_file, dtype="str"),
+            "line_no": np.asarray(line_no, dtype=np.int64),
+            "raw": pd.Series(raw, dtype="str"),
+        }
+    )
+
+
+@cache
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "reason": pd.Series([], dtype="str"),
+            "source_file": pd.Series([], dtype="str"),
+            "line_no": np.zeros(0, dtype=np.int64),
+            "raw": pd.Series([], dtype="str"),
+        }
+    )
 
 
 def _raw_text(line: bytes) -> str:
@@ -216,8 +240,48 @@ def compact(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with its repetitive string columns as categoricals (in place; also returned)."""
     for name in COMPACT_COLUMNS:
         if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].astype("string").astype("category")
+            frame[name] = categorical(frame[name])
     return frame
+
+
+def categorical(column: pd.Series) -> pd.Series:
+    """A string column as a categorical, encoded by Arrow (``astype("category")`` sorts the
+    distinct values in Python's order and builds them twice). Categories are in order of first
+    appearance; missing stays missing."""
+    values = _arrow_strings(column)
+    if not len(values):
+        return column.astype("string").astype("category")
+    return pd.Series(arrow_categorical(values), index=column.index, name=column.name)
+
+
+def arrow_categorical(values: pa.Array | pa.ChunkedArray) -> pd.Categorical:
+    """Arrow strings as a pandas categorical, dictionary-encoded by Arrow (categories in order
+    of first appearance, missing values missing)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not len(values):
+        return pd.Categorical(pd.array([], dtype="string"))
+    if not pa.types.is_dictionary(values.type):
+        values = pc.dictionary_encode(values)
+    codes = pc.fill_null(values.indices, -1).to_numpy(zero_copy_only=False)
+    categories = pd.Index(string_series(values.dictionary), dtype="string")
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
+def as_strings(column: pd.Series) -> pd.Series:
+    """A ``string`` column; from a categorical through Arrow (each category converted once,
+    then taken by code), where ``astype("string")`` makes a Python object per row."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype("string")
+    decoded = pa.array(column.array).dictionary_decode()
+    return pd.Series(string_series(decoded).array, index=column.index, name=column.name)
+
+
+def _arrow_strings(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pa.array(column.array).dictionary_decode()
+    array = column.astype("string").array
+    return pa.array(array)
 
 
 def concat_events(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -231,6 +295,11 @@ def concat_events(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
         pieces = [part[name] for part in parts]
         if isinstance(pieces[0].dtype, pd.CategoricalDtype):
             columns[name] = union_categoricals([piece.array for piece in pieces])
+        elif isinstance(pieces[0].dtype, pd.StringDtype) and pieces[0].dtype.storage == "pyarrow":
+            # One Arrow array, not one chunk per part: a take or a hash over many chunks is
+            # several times slower (the day's sort and de-duplication run on it).
+            chunks = pa.chunked_array([pa.array(piece.array) for piece in pieces])
+            columns[name] = string_series(chunks.combine_chunks())
         else:
             columns[name] = pd.concat(pieces, ignore_index=True)
     return pd.DataFrame(columns)

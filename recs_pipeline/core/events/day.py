@@ -24,6 +24,7 @@ from recs_pipeline.core.events.common import (
     ParsedLines,
     _empty_raw,
     _rows_as_text,
+    as_strings,
     compact,
     concat_events,
     quarantine_frame,
@@ -142,11 +143,12 @@ def assemble_day(
     quarantine.insert(0, schemas.DATE, day.isoformat())
     events[schemas.DATE] = day.isoformat()
     out = events[list(schemas.EVENT_COLUMNS)]
+    out = out.reset_index(drop=True)
+    for name in schemas.EVENT_COLUMNS:
+        if name not in ("ts", "engaged_ms"):
+            out[name] = as_strings(out[name])
     return DayEvents(
-        events=out.reset_index(drop=True).astype(
-            {name: "string" for name in schemas.EVENT_COLUMNS if name not in ("ts", "engaged_ms")}
-            | {"engaged_ms": "int64"}
-        ),
+        events=out.astype({"engaged_ms": "int64"}),
         quarantine=quarantine.reset_index(drop=True),
         lines_read=lines_read,
         duplicates=duplicates,

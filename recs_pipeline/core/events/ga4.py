@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from recs_pipeline.core.events.common import (
     KNOWN_EVENTS,
@@ -18,6 +20,7 @@ from recs_pipeline.core.events.common import (
     _raw_text,
     _rows_as_text,
     quarantine_frame,
+    string_series,
 )
 from recs_pipeline.core.events.tables import events_from_table
 
@@ -58,6 +61,21 @@ def _as_int(value: object) -> int | None:
     return None
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLES = np.arange(60, -4, -4, dtype=np.uint64)
+
+
+def hex16(values: np.ndarray) -> pa.Array:
+    """Each unsigned 64-bit integer as 16 lowercase hex digits (``"{:016x}".format``), built
+    as one Arrow buffer of fixed-width text, not a Python string per row."""
+    n = len(values)
+    digits = _HEX[(values.astype(np.uint64)[:, None] >> _NIBBLES) & np.uint64(0xF)]
+    offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+    )
+
+
 def ga4_events(
     rows: pd.DataFrame,
     source_file: str,
@@ -95,9 +113,8 @@ def ga4_events(
         # confirmed against the lake by hashing it.
         key["user_id"] = users.apply(key["user_id"])
     key = key.fillna("")
-    table["event_id"] = (
-        pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype("string")
-    )
+    hashes = pd.util.hash_pandas_object(key, index=False).to_numpy(dtype=np.uint64)
+    table["event_id"] = pd.Series(string_series(hex16(hashes)).array, index=table.index)
     parsed = events_from_table(
         table, source_file, "us", line_numbers=table["line_no"].to_numpy(), users=users
     )
@@ -194,9 +211,9 @@ def _parse_ga4_batch(
             columns[column].append(value)
     rows = pd.DataFrame(
         {
-            name: pd.array(  # type: ignore[call-overload]
-                values, dtype="int64" if name in ("line_no", "engaged_ms") else "string"
-            )
+            name: np.asarray(values, dtype=np.int64)
+            if name in ("line_no", "engaged_ms")
+            else string_series(values)  # by Arrow: pd.array checks each value in Python
             for name, values in columns.items()
         }
     )

@@ -7,9 +7,12 @@ checks the columns in bulk, and hands the validator only the lines it cannot vou
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import msgspec
 import numpy as np
 import orjson
 import pandas as pd
@@ -213,6 +216,63 @@ def parse_snowplow_fast(
     )
 
 
+class _Members(msgspec.Struct, gc=False):
+    """The members the fast path takes, each of the only type the validator accepts for it
+    (a member of another type fails the decode; members not named here are skipped)."""
+
+    event_id: str
+    collector_tstamp: str
+    domain_userid: str
+    event_name: str
+    page_url: str | None = None
+    page_urlpath: str | None = None
+    page_referrer: str | None = None
+    useragent: str | None = None
+
+
+_DECODE = msgspec.json.Decoder(_Members).decode
+#: A number token that orjson (the validator's parser) refuses as too large for a double, which
+#: msgspec skips without converting when it is in a member the fast path does not take: an
+#: exponent of three digits or twenty digits in a row (also inside strings: conservative).
+_HUGE_NUMBER = r"[:,\[][ \t\r]*-?[0-9]+(?:\.[0-9]*)?[eE][+-]?[0-9]{3}|[0-9]{20}"
+_HUGE = re.compile(_HUGE_NUMBER.encode())
+#: Lines to look at again: an escape or DEL (may hide a control character; a key may be spelled
+#: with escapes), a byte >= 0x80 (msgspec does not check the UTF-8 of members it skips), a
+#: number orjson refuses. Arrow matches bytes (Latin-1) in a binary array.
+_LOOK_AGAIN = r"[\\\x7f\x80-\xff]|" + _HUGE_NUMBER
+
+#: The scanning thread's pool and the process it belongs to: a forked child inherits the pool
+#: but not its thread (the pool would take work and never run it), so it makes its own.
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _flagged(lines: Sequence[bytes]) -> Future[np.ndarray]:
+    """Lines matching ``_LOOK_AGAIN``, found by Arrow's regex engine in a thread of its own
+    (Arrow releases the GIL) while the main thread decodes the lines."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="snowplow-scan"))
+
+    def scan() -> np.ndarray:
+        binary = pa.array(lines, pa.binary())
+        found = pc.match_substring_regex(binary, _LOOK_AGAIN)
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+    return _pool[1].submit(scan)
+
+
+def _needs_validator(line: bytes) -> bool:
+    """A line ``_LOOK_AGAIN`` flagged: whether it is one the fast path may not take (an escape,
+    DEL, bytes that are not UTF-8, a number orjson refuses) or only carries valid UTF-8."""
+    if b"\\" in line or b"\x7f" in line or _HUGE.search(line) is not None:
+        return True
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def _fast_batch(
     lines: Sequence[bytes],
     first: int,
@@ -221,52 +281,44 @@ def _fast_batch(
     bot: re.Pattern[str] | None,
     max_line_bytes: int,
 ) -> ParsedLines:
-    loads = orjson.loads
-    rows: list[tuple[object, ...]] = []
+    decode = _DECODE
+    records: list[_Members] = []
     taken: list[int] = []
     slow: list[int] = []
+    scan = _flagged(lines)
     for position, line in enumerate(lines):
         try:
-            record = loads(line)
-            row = (
-                record["event_id"],
-                record["collector_tstamp"],
-                record["domain_userid"],
-                record["event_name"],
-                record.get("page_url") or record["page_urlpath"],
-                record.get("page_referrer"),
-                record.get("useragent"),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-            slow.append(position)  # not JSON, not an object, a member missing: or empty line
-            continue
-        referrer, agent = row[5], row[6]
-        if (
-            type(row[0]) is str
-            and type(row[1]) is str
-            and type(row[2]) is str
-            and type(row[3]) is str
-            and type(row[4]) is str
-            and (referrer is None or type(referrer) is str)
-            and (agent is None or type(agent) is str)
-            and len(line) <= max_line_bytes
-            and b"\\" not in line
-            and b"\x7f" not in line
-        ):
-            rows.append(row)
+            records.append(decode(line))
             taken.append(position)
-        else:
-            slow.append(position)
-    names = ("event_id", "ts", "user_id", "event_name", "path", "referrer", "user_agent")
-    columns = dict(zip(names, zip(*rows, strict=True) if rows else [()] * 7, strict=True))
-    # Lists, not the tuples zip gives: Arrow converts a list several times faster.
-    arrays = {name: pa.array(list(values), pa.string()) for name, values in columns.items()}
-    good = np.ones(len(rows), dtype=bool)
+        except (msgspec.MsgspecError, RecursionError):
+            slow.append(position)  # not JSON, not an object, a member missing or mistyped
+    lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+    refused = (lengths > max_line_bytes) | scan.result()
+    for position in np.flatnonzero(refused & (lengths <= max_line_bytes)).tolist():
+        refused[position] = _needs_validator(lines[position])
+    if refused[taken].any():
+        keep = ~refused[taken]
+        slow += np.asarray(taken, dtype=np.int64)[~keep].tolist()
+        records = [record for record, kept in zip(records, keep.tolist(), strict=True) if kept]
+        taken = [position for position, kept in zip(taken, keep.tolist(), strict=True) if kept]
+    slow.sort()
+    arrays = {
+        "event_id": pa.array([r.event_id for r in records], pa.string()),
+        "ts": pa.array([r.collector_tstamp for r in records], pa.string()),
+        "user_id": pa.array([r.domain_userid for r in records], pa.string()),
+        "event_name": pa.array([r.event_name for r in records], pa.string()),
+        "path": pa.array([r.page_url or r.page_urlpath for r in records], pa.string()),
+        "referrer": pa.array([r.page_referrer for r in records], pa.string()),
+        "user_agent": pa.array([r.useragent for r in records], pa.string()),
+    }
+    del records
+    good = np.ones(len(taken), dtype=bool)
     for name in ("event_id", "ts", "user_id", "event_name", "path", "referrer"):
         length = pc.utf8_length(arrays[name])
         fits = pc.less_equal(length, MAX_FIELD_CHARS)
         if name != "referrer":
-            fits = pc.and_(fits, pc.greater(length, 0))
+            # Required: present (a page may be missing) and not empty.
+            fits = pc.fill_null(pc.and_(fits, pc.greater(length, 0)), False)
         good &= pc.fill_null(fits, True).to_numpy(zero_copy_only=False)
     positions = np.asarray(taken, dtype=np.int64)
     if not good.all():
@@ -299,19 +351,22 @@ def _fast_batch(
     fast_part = _finish(
         ParsedLines(source_file, fast, quarantine_frame(bad), len(positions)), users
     )
-    if slow_part.events.empty and slow_part.quarantine.empty:
-        fast_part.lines += slow_part.lines
-        return fast_part
-    events = pd.concat([fast_part.events, slow_part.events], ignore_index=True)
-    events = events.iloc[np.argsort(events["line_no"].to_numpy(), kind="stable")]
-    quarantine = pd.concat([fast_part.quarantine, slow_part.quarantine], ignore_index=True)
-    quarantine = quarantine.iloc[np.argsort(quarantine["line_no"].to_numpy(), kind="stable")]
     return ParsedLines(
         source_file,
-        events.reset_index(drop=True),
-        quarantine.reset_index(drop=True),
+        _in_line_order(fast_part.events, slow_part.events),
+        _in_line_order(fast_part.quarantine, slow_part.quarantine),
         fast_part.lines + slow_part.lines,
     )
+
+
+def _in_line_order(fast: pd.DataFrame, slow: pd.DataFrame) -> pd.DataFrame:
+    """Rows of both parts (each in line order) in line order; no copy when one is empty."""
+    if slow.empty:
+        return fast
+    if fast.empty:
+        return slow
+    rows = pd.concat([fast, slow], ignore_index=True)
+    return rows.iloc[np.argsort(rows["line_no"].to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def parse_snowplow_group(

@@ -10,15 +10,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recs_pipeline.core.events.common import (
-    _RAW_COLUMNS,
     CHECKED_FIELDS,
     CONTROL_CHARACTERS,
     MAX_FIELD_CHARS,
     ParsedLines,
     Pseudonymiser,
+    QuarantineRow,
     _finish,
     _rows_as_text,
-    compact,
+    arrow_categorical,
     quarantine_frame,
     string_series,
 )
@@ -38,10 +38,30 @@ def parse_timestamps(
         if getattr(stamps.dt, "tz", None) is None:
             stamps = stamps.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         return stamps.dt.tz_convert("UTC")
-    numbers = pd.to_numeric(raw, errors="coerce")
+    numbers = _integers(raw)
+    if numbers is None:
+        numbers = pd.to_numeric(raw, errors="coerce")
     limit = {"s": 9e9, "ms": 9e12, "us": 9e15, "ns": 9e18}[unit]
     numbers = numbers.where(numbers.abs() < limit)  # beyond year 2255: not a timestamp
     return pd.to_datetime(numbers, unit=cast(Literal["s", "ms", "us", "ns"], unit), utc=True)
+
+
+def _integers(text: pd.Series) -> pd.Series | None:
+    """``pd.to_numeric`` of a column that holds only decimal integers, by Arrow's cast (None
+    when a value is missing or not a plain integer: ``pd.to_numeric`` then decides)."""
+    values = pa.array(text.array)
+    if values.null_count or not len(values):
+        return None
+    if not pc.all(pc.match_substring_regex(values, r"^-?[0-9]+$")).as_py():
+        return None  # Arrow's cast also takes "0x10" and "+7"
+    try:
+        numbers = pc.cast(values, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    # Nullable, as pd.to_numeric gives for a string column (out-of-range values become NA).
+    return pd.Series(
+        pd.array(numbers.to_numpy(zero_copy_only=False), dtype="Int64"), index=text.index
+    )
 
 
 def events_from_table(
@@ -61,9 +81,15 @@ def events_from_table(
     ``event_id``, ``event_name``, ``referrer``, ``user_agent``, ``engaged_ms``. Rows without an
     event name are clicks (``page_view``); rows without an event id get a deterministic one from
     (user, article or path, timestamp), so re-delivered rows de-duplicate.
+
+    Column-wise in Arrow (each check one kernel over a column, masks as numpy booleans): a
+    pandas operation per check and batch cost more than the check itself.
     """
+    # Positional: a table whose rows were filtered (GA4 rows without ignored kinds) keeps its
+    # index; everything below is by position.
+    table = table.reset_index(drop=True)
     n = len(table)
-    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    columns: dict[str, pa.Array] = {}
     for name in (
         "user_id",
         "article_id",
@@ -73,68 +99,104 @@ def events_from_table(
         "referrer",
         "user_agent",
     ):
-        if name in table:
-            values = table[name].astype("string").str.strip()
-            frame[name] = values.mask(values == "")
-        else:
-            frame[name] = pd.Series(pd.NA, index=frame.index, dtype="string")
-    frame["line_no"] = (
+        columns[name] = _stripped(table[name]) if name in table else pa.nulls(n, pa.string())
+    line_no = (
         np.arange(line_offset, line_offset + n, dtype="int64")
         if line_numbers is None
         else np.asarray(line_numbers, dtype="int64")
     )
     raw_ts = table["ts"].astype("string")
-    frame["ts"] = parse_timestamps(raw_ts, timestamp_unit, timestamp_timezone, timestamp_format)
+    stamps = parse_timestamps(raw_ts, timestamp_unit, timestamp_timezone, timestamp_format)
     engaged = (
-        pd.to_numeric(table["engaged_ms"], errors="coerce")
-        if "engaged_ms" in table
-        else pd.Series(0, index=frame.index)
-    )
-
-    reasons = pd.Series(pd.NA, index=frame.index, dtype="string")
-    has_target = frame["article_id"].notna() | frame["path"].notna()
-    missing = frame["user_id"].isna() | ~has_target | raw_ts.isna() | (raw_ts.str.strip() == "")
-    reasons = reasons.mask(missing.fillna(True), "missing_field")
-    reasons = reasons.mask(reasons.isna() & frame["ts"].isna(), "bad_timestamp")
-    reasons = reasons.mask(reasons.isna() & (engaged.isna() | (engaged < 0)), "wrong_type")
-    too_long = pd.Series(False, index=frame.index)
-    for name in ("user_id", "article_id", "path", "event_id", "referrer", "event_name"):
-        too_long |= (frame[name].str.len() > MAX_FIELD_CHARS).fillna(False)
-    reasons = reasons.mask(reasons.isna() & too_long, "oversized")
-    control = pd.Series(False, index=frame.index)
-    for name in CHECKED_FIELDS:
-        control |= frame[name].str.contains(CONTROL_CHARACTERS, regex=True).fillna(False)
-    reasons = reasons.mask(reasons.isna() & control, "control_character")
-
-    rejected = reasons.notna().to_numpy()
-    raw = _rows_as_text(table.loc[rejected])
-    rows = [
-        (str(r), source_file, int(no), text)
-        for r, no, text in zip(
-            reasons[rejected].tolist(), frame.loc[rejected, "line_no"].tolist(), raw, strict=True
+        pd.to_numeric(table["engaged_ms"], errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan
         )
-    ]
-    good = frame.loc[~rejected].copy()
-    good["engaged_ms"] = engaged[~rejected].astype("int64")
-    good["event_name"] = good["event_name"].fillna("page_view")
-    good["ts"] = good["ts"].astype("datetime64[ms, UTC]")
-    if bot_user_agent_pattern and len(good):
-        agents = good["user_agent"]
-        bots = agents.str.contains(bot_user_agent_pattern, case=False, regex=True).fillna(False)
-        good["user_agent"] = agents.where(bots)
-    if users is not None and len(good):
-        good["user_id"] = users.apply(good["user_id"])
-    target = good["article_id"].fillna(good["path"])
-    # Milliseconds as text, by Arrow (the same digits as str(int), without a Python object each).
-    millis = pd.Series(
-        string_series(pc.cast(pa.array(good["ts"].array.asi8), pa.string())).array,
-        index=good.index,
+        if "engaged_ms" in table
+        else np.zeros(n)
     )
-    good["event_id"] = good["event_id"].fillna(good["user_id"] + "|" + target + "|" + millis)
-    parsed = ParsedLines(
-        source_file,
-        compact(good.reset_index(drop=True)[[*_RAW_COLUMNS, "article_id", "line_no"]]),
-        quarantine_frame(rows),
-        n,
+
+    def null(values: pa.Array) -> np.ndarray:
+        return np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+    def true(mask: pa.Array) -> np.ndarray:  # missing counts as False
+        return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+    # The first reason that applies, in this order (0: none).
+    reasons = ("", "missing_field", "bad_timestamp", "wrong_type", "oversized", "control_character")
+    ts_text = _stripped(raw_ts)  # "" became missing
+    missing = (
+        null(columns["user_id"])
+        | (null(columns["article_id"]) & null(columns["path"]))
+        | null(ts_text)
     )
+    reason = np.where(missing, 1, 0).astype(np.int8)
+    reason[(reason == 0) & stamps.isna().to_numpy()] = 2
+    reason[(reason == 0) & (np.isnan(engaged) | (engaged < 0))] = 3
+    too_long = np.zeros(n, dtype=bool)
+    for name in ("user_id", "article_id", "path", "event_id", "referrer", "event_name"):
+        too_long |= true(pc.greater(pc.utf8_length(columns[name]), MAX_FIELD_CHARS))
+    reason[(reason == 0) & too_long] = 4
+    control = np.zeros(n, dtype=bool)
+    for name in CHECKED_FIELDS:
+        control |= true(pc.match_substring_regex(columns[name], CONTROL_CHARACTERS))
+    reason[(reason == 0) & control] = 5
+
+    rejected = reason > 0
+    rows: list[QuarantineRow] = []
+    if rejected.any():
+        raw = _rows_as_text(table.loc[rejected])
+        rows = [
+            (reasons[r], source_file, int(no), text)
+            for r, no, text in zip(
+                reason[rejected].tolist(), line_no[rejected].tolist(), raw, strict=True
+            )
+        ]
+        keep = pa.array(~rejected)
+        columns = {name: pc.filter(values, keep) for name, values in columns.items()}
+    good = ~rejected
+    kept = int(good.sum())
+    ts = stamps[good].astype("datetime64[ms, UTC]").reset_index(drop=True)
+    event_name = pc.fill_null(columns["event_name"], "page_view")
+    agents = columns["user_agent"]
+    if bot_user_agent_pattern and kept:
+        # pandas' contains: Arrow's engine, or Python's for what RE2 does not support.
+        bots = string_series(agents).str.contains(bot_user_agent_pattern, case=False, regex=True)
+        agents = pc.if_else(pa.array(bots.fillna(False).to_numpy(dtype=bool)), agents, None)
+    user = columns["user_id"]
+    if users is not None and kept:
+        user = _strings(users.apply(string_series(user)))
+    target = pc.coalesce(columns["article_id"], columns["path"])
+    # Milliseconds as text, by Arrow (the same digits as str(int)).
+    millis = pc.cast(pa.array(ts.to_numpy(dtype="datetime64[ms]").view("int64")), pa.string())
+    derived = pc.binary_join_element_wise(user, target, millis, "|")
+    frame = pd.DataFrame(
+        {
+            "event_id": string_series(pc.coalesce(columns["event_id"], derived)),
+            "ts": ts,
+            "user_id": arrow_categorical(user),
+            "event_name": arrow_categorical(event_name),
+            "path": arrow_categorical(columns["path"]),
+            "referrer": arrow_categorical(columns["referrer"]),
+            "user_agent": arrow_categorical(agents),
+            "engaged_ms": engaged[good].astype("int64"),
+            "article_id": arrow_categorical(columns["article_id"]),
+            "line_no": line_no[good],
+        }
+    )
+    parsed = ParsedLines(source_file, frame, quarantine_frame(rows), n)
     return _finish(parsed, users)
+
+
+def _stripped(column: pd.Series) -> pa.Array:
+    """A column as Arrow strings without surrounding whitespace, empty ones missing (what
+    ``.str.strip()`` and ``.mask(values == "")`` give)."""
+    values = pc.utf8_trim_whitespace(_strings(column))
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+
+
+def _strings(column: pd.Series) -> pa.Array:
+    """A column as one Arrow ``string`` array (pandas may hold ``large_string`` chunks)."""
+    values = pa.array(column.astype("string").array)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.cast(pa.string())
