@@ -29,7 +29,9 @@ Then, for each rate of ``--rates`` in turn (a rate given twice is measured twice
    the rest is other work on the machine). wrk paces a closed loop, so a stalled server lowers
    the rate reached rather than queueing requests (the rate column shows when that happens).
 
-A rate measured more than once gets a last table of medians.
+A rate measured more than once gets a last table of medians. ``--workers`` runs each count as
+one ``recs serve --workers N`` on one port instead (one wrk at the whole rate; the kernel hands
+each connection to a worker), the way a deployment on one machine runs it.
 """
 
 from __future__ import annotations
@@ -281,31 +283,42 @@ def percentile(histogram: dict[int, int], p: float) -> float:
     return float(values[min(int(np.searchsorted(np.cumsum(counts), rank)), len(values) - 1)])
 
 
-class Group:
-    """``processes`` ``recs serve`` processes on loopback ports, one live store."""
+def spawned_children(pid: int) -> list[int]:
+    """The multiprocessing-spawned children of ``pid`` (uvicorn's workers)."""
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(int(child))
+    return found
 
-    def __init__(self, processes: int, env: dict[str, str], prefix: str) -> None:
+
+class Group:
+    """``processes`` ``recs serve`` processes sharing one live store: on as many loopback ports
+    (balanced by this client), or with ``workers`` as one ``recs serve --workers N`` on one port
+    (balanced by the kernel, connection by connection)."""
+
+    def __init__(self, processes: int, env: dict[str, str], prefix: str, workers: bool) -> None:
         self.processes = processes
         self.prefix = prefix
         self.servers: list[subprocess.Popen[bytes]] = []
         self.urls: list[str] = []
-        for _ in range(processes):
+        self.pids: list[int] = []
+        command = [sys.executable, "-m", "recs_pipeline.cli", "serve", "--no-warm"]
+        if workers:
+            command += ["--workers", str(processes)]
+        for _ in range(1 if workers else processes):
             port = free_port()
             self.servers.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "recs_pipeline.cli",
-                        "serve",
-                        "--port",
-                        str(port),
-                        "--no-warm",
-                    ],
-                    env=dict(env, RECS_LIVE_PREFIX=prefix),
+                    [*command, "--port", str(port)], env=dict(env, RECS_LIVE_PREFIX=prefix)
                 )
             )
             self.urls.append(f"http://127.0.0.1:{port}")
+        self.workers = workers
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 120
@@ -319,12 +332,22 @@ class Group:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"recs serve on {url} did not start")
                 time.sleep(0.2)
+        if not self.workers:
+            self.pids = [server.pid for server in self.servers]
+            return
+        while len(self.pids) < self.processes:
+            if time.monotonic() > deadline:
+                raise RuntimeError("recs serve --workers: not every worker started")
+            time.sleep(0.2)
+            self.pids = spawned_children(self.servers[0].pid)
+        # The supervising parent last: its memory and (little) CPU count too.
+        self.pids.append(self.servers[0].pid)
 
     def rss(self) -> list[float]:
-        return [rss_mb(server.pid) for server in self.servers]
+        return [rss_mb(pid) for pid in self.pids]
 
     def cpu(self) -> list[float]:
-        return [cpu_seconds(server.pid) for server in self.servers]
+        return [cpu_seconds(pid) for pid in self.pids]
 
     def stop(self) -> None:
         for server in self.servers:
@@ -451,7 +474,7 @@ def measure(
     streamer.start()
     try:
         wrks = [
-            start_wrk(url, rate / group.processes, args.duration, args.users, script)
+            start_wrk(url, rate / len(group.urls), args.duration, args.users, script)
             for url in group.urls
         ]
         results = [finish_wrk(wrk) for wrk in wrks]
@@ -460,14 +483,13 @@ def measure(
         streamer.join()
     elapsed = time.perf_counter() - began
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # wrk's histograms, as its own percentiles read them: with its correction for coordinated
+    # omission (a response slower than twice a connection's mean interval adds the samples of
+    # the requests it held back), so they hold a few more samples than requests when it stalls.
     histogram: dict[int, int] = {}
     for result in results:
         for value, count in result["histogram"]:
             histogram[value] = histogram.get(value, 0) + count
-    samples = sum(histogram.values())
-    requests = sum(r["requests"] for r in results)
-    if abs(samples - requests) > 0.01 * requests:
-        print(f"note: {samples} latency samples for {requests} requests", file=sys.stderr)
     servers = [a - b for a, b in zip(group.cpu(), servers_before, strict=True)]
     return {
         "processes": group.processes,
@@ -572,6 +594,12 @@ def main() -> int:
         default=[1],
         help="counts of `recs serve` processes to compare (more than 1 needs --live-url)",
     )
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="run each count as one `recs serve --workers N` on one port (the kernel balances "
+        "connections) instead of N processes on N ports balanced by this client",
+    )
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--events-per-second", type=int, default=200)
     parser.add_argument("--intake-events", type=int, default=200_000)
@@ -619,7 +647,7 @@ def main() -> int:
         try:
             for processes in dict.fromkeys(args.processes):
                 prefix = f"recs_bench:{os.getpid()}:{processes}:"
-                group = Group(processes, env, prefix)
+                group = Group(processes, env, prefix, args.workers)
                 groups.append(group)
                 group.wait_ready()
                 # The same event stream for every count, so their live states compare.
@@ -629,9 +657,10 @@ def main() -> int:
                 four = intake(group.urls, maker, args.intake_events // 2, 4)
                 after = group.rss()
                 per_million = (sum(after) - sum(before)) / (args.intake_events / 1e6)
+                order = " (the workers, then their parent)" if args.workers else ""
                 print(
                     f"{processes} process(es), intake in batches of 100: {one:,.0f} events/s "
-                    f"(1 client), {four:,.0f} events/s (4 clients); RSS by process "
+                    f"(1 client), {four:,.0f} events/s (4 clients); RSS by process{order} "
                     f"{' + '.join(f'{x:.0f}' for x in before)} = {sum(before):.0f} MB -> "
                     f"{' + '.join(f'{x:.0f}' for x in after)} = {sum(after):.0f} MB after "
                     f"{args.intake_events:,} events ({per_million:.0f} MB per million live "
