@@ -333,7 +333,8 @@ class Group:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"recs serve on {url} did not start")
                 time.sleep(0.2)
-        if not self.workers:
+        if not self.workers or self.processes == 1:
+            # `recs serve --workers 1` is the one process itself.
             self.pids = [server.pid for server in self.servers]
             return
         while len(self.pids) < self.processes:
@@ -672,7 +673,8 @@ def main() -> int:
                 four = intake(group.urls, maker, args.intake_events // 2, 4)
                 after = group.rss()
                 per_million = (sum(after) - sum(before)) / (args.intake_events / 1e6)
-                order = " (the workers, then their parent)" if args.workers else ""
+                spawned = args.workers and processes > 1
+                order = " (the workers, then their parent)" if spawned else ""
                 print(
                     f"{processes} process(es), intake in batches of 100: {one:,.0f} events/s "
                     f"(1 client), {four:,.0f} events/s (4 clients); RSS by process{order} "
