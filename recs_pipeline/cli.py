@@ -303,6 +303,13 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--no-warm", action="store_true", help="start with empty live state (no lake replay)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on the one port (more than 1 needs RECS_LIVE_URL: they share "
+        "live state in Redis)",
+    )
     parser.set_defaults(handler=cmd_serve)
 
 
@@ -311,7 +318,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from recs_pipeline.serving.server import serve
 
     try:
-        serve(args.host, args.port, args.site, warm=not args.no_warm)
+        serve(args.host, args.port, args.site, warm=not args.no_warm, workers=args.workers)
     except ValueError as error:
         print(f"recs serve: {error}", file=sys.stderr)
         return 2

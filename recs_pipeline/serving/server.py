@@ -99,10 +99,9 @@ def build_state(
     return ServingState(sites=runtimes, live=live, refresh_seconds=refresh_seconds, warm=warm)
 
 
-def app_from_environment(site_names: Sequence[str] = (), warm: bool = True) -> FastAPI:
-    """The app as ``recs serve`` builds it: sites from ``RECS_SITES_DIR``, the serving database
-    from ``RECS_DATABASE_URL``, live state from ``RECS_LIVE_URL`` (in process when unset), the
-    lake from ``RECS_LAKE_URL`` for the warm-up."""
+def sites_from_environment(site_names: Sequence[str] = ()) -> list[SiteConfig]:
+    """The sites to serve: those of ``RECS_SITES_DIR``, or the named ones (which must exist and
+    parse)."""
     files = read_sites(settings.sites_dir())
     sites = files.sites
     # A broken site file is reported and skipped: the other sites are served.
@@ -117,16 +116,41 @@ def app_from_environment(site_names: Sequence[str] = (), warm: bool = True) -> F
         if unknown:
             raise ValueError(f"unknown site(s) {unknown}; sites: {[s.name for s in sites]}")
         sites = [s for s in sites if s.name in site_names]
+    return list(sites)
+
+
+def live_from_environment(sites: Sequence[SiteConfig]) -> LiveStore:
+    """Live state from ``RECS_LIVE_URL`` (in process when unset)."""
     from recs_pipeline.serving.app import live_settings
 
-    live = live_store(
+    return live_store(
         os.environ.get("RECS_LIVE_URL"),
         {s.name: live_settings(s.serving) for s in sites},
         prefix=os.environ.get("RECS_LIVE_PREFIX", "recs:live:"),
     )
+
+
+def app_from_environment(site_names: Sequence[str] = (), warm: bool = True) -> FastAPI:
+    """The app as ``recs serve`` builds it: sites from ``RECS_SITES_DIR``, the serving database
+    from ``RECS_DATABASE_URL``, live state from ``RECS_LIVE_URL`` (in process when unset), the
+    lake from ``RECS_LAKE_URL`` for the warm-up."""
+    sites = sites_from_environment(site_names)
+    live = live_from_environment(sites)
     lake = lake_from_url(settings.lake_url()) if warm else None
     refresh = float(os.environ.get("RECS_SERVING_REFRESH_SECONDS", "2"))
     return create_app(build_state(sites, settings.database_url(), live, lake, refresh))
+
+
+#: The sites a worker of ``recs serve --workers N`` serves (comma-separated; empty: all), set by
+#: the parent for the workers it spawns.
+WORKER_SITES_ENV: Final = "RECS_SERVE_WORKER_SITES"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker of ``recs serve --workers N`` (uvicorn's factory): the parent
+    warmed the shared live state once before starting the workers."""
+    names = [name for name in os.environ.get(WORKER_SITES_ENV, "").split(",") if name]
+    return app_from_environment(names, warm=False)
 
 
 def serve(
@@ -134,7 +158,38 @@ def serve(
     port: int = 8000,
     site_names: Sequence[str] = (),
     warm: bool = True,
+    workers: int = 1,
 ) -> None:
+    """Run the API until interrupted. ``workers`` > 1 runs that many uvicorn worker processes on
+    the one port (the kernel spreads connections over them); they share live state, so it must
+    be in Redis (``RECS_LIVE_URL``), and the lake warm-up runs once, here, before they start
+    (workers warming at once would each replay the same events into the shared store)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = app_from_environment(site_names, warm=warm)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    if workers == 1:
+        app = app_from_environment(site_names, warm=warm)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    if not os.environ.get("RECS_LIVE_URL"):
+        raise ValueError(
+            "--workers needs RECS_LIVE_URL (Redis): live state in process would be one per worker, "
+            "each seeing only the events posted to it"
+        )
+    sites = sites_from_environment(site_names)
+    if warm:
+        live = live_from_environment(sites)
+        try:
+            warm_from_lake(live, lake_from_url(settings.lake_url()), sites)
+        finally:
+            live.close()
+    os.environ[WORKER_SITES_ENV] = ",".join(site_names)
+    uvicorn.run(
+        "recs_pipeline.serving.server:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
