@@ -111,9 +111,11 @@ def test_a_range_in_one_run_writes_what_runs_day_by_day_write(tmp_path: Path) ->
     assert raw["articles"].value == first_events["article_id"].nunique()
     assert raw["page_views"].value == int((events["event_name"] == "page_view").sum())
     assert meta["quarantined_events"]["dagster/row_count"].value == len(first_quarantine) > 0
-    assert meta["engagement"]["users"].value == engagement["user_id"].nunique()
+    first_engagement = engagement[engagement["date"] == DAYS[0]]
+    assert meta["engagement"]["users"].value == first_engagement["user_id"].nunique()
+    assert first_engagement["user_id"].nunique() < engagement["user_id"].nunique()
     assert meta["engagement"]["median_dwell_seconds"].value == float(
-        engagement["dwell_seconds"].median()
+        first_engagement["dwell_seconds"].median()
     )
     interactions = ranged.read_partitions(site.name, "interactions", [*DAYS, extra])
     assert interactions is not None
