@@ -400,8 +400,8 @@ def create_app(state: ServingState) -> FastAPI:
         if len(lives) < 2 or not ids:
             return items
         site = runtime.config.name
-        short: dict[str, float] = live_or({}, lambda: state.live.counts(site, lives[0], ids))
-        long: dict[str, float] = live_or({}, lambda: state.live.counts(site, lives[-1], ids))
+        empty: list[dict[str, float]] = [{}, {}]
+        short, long = live_or(empty, lambda: state.live.counts_at(site, [lives[0], lives[-1]], ids))
         for item in items:
             if item.article_id in short and item.article_id in long:
                 value = trend(short[item.article_id], long[item.article_id], lives[0], lives[-1])

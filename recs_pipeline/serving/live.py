@@ -104,6 +104,12 @@ class LiveStore(Protocol):
 
     def counts(self, site: str, half_life_ms: int, articles: Sequence[str]) -> dict[str, float]: ...
 
+    def counts_at(
+        self, site: str, half_lives_ms: Sequence[int], articles: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """``counts`` at several half-lives at once (one round trip with Redis)."""
+        ...
+
     def clicks(self, site: str, user_id: str) -> list[Click]: ...
 
     def read(self, site: str, user_id: str) -> set[str]: ...
@@ -333,6 +339,11 @@ class MemoryLiveStore:
             table = state.popularity[half_life_ms]
             factor = table.factor(state.clock)
             return {a: table.values[a] * factor for a in articles if a in table.values}
+
+    def counts_at(
+        self, site: str, half_lives_ms: Sequence[int], articles: Sequence[str]
+    ) -> list[dict[str, float]]:
+        return [self.counts(site, half_life, articles) for half_life in half_lives_ms]
 
     def clicks(self, site: str, user_id: str) -> list[Click]:
         with self._lock:
@@ -602,6 +613,32 @@ class RedisLiveStore:
         scores = self._redis.zmscore(key, list(articles))
         found = [(a, float(v)) for a, v in zip(articles, scores, strict=True) if v is not None]
         return dict(self._decayed(site, key, half_life_ms, found))
+
+    def counts_at(
+        self, site: str, half_lives_ms: Sequence[int], articles: Sequence[str]
+    ) -> list[dict[str, float]]:
+        if not articles:
+            return [{} for _ in half_lives_ms]
+        p = self._p(site)
+        names = list(articles)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(p + "clock")
+        for half_life in half_lives_ms:
+            pipe.get(f"{p}pop:{half_life}:ref")
+            pipe.zmscore(f"{p}pop:{half_life}", names)
+        answers = pipe.execute()
+        clock = None if answers[0] is None else int(str(answers[0]))
+        out: list[dict[str, float]] = []
+        for i, half_life in enumerate(half_lives_ms):
+            ref, scores = answers[1 + 2 * i], answers[2 + 2 * i]
+            if clock is None or ref is None:
+                out.append({})
+                continue
+            factor = decay_factor(int(str(ref)), clock, half_life)
+            out.append(
+                {a: float(v) * factor for a, v in zip(names, scores, strict=True) if v is not None}
+            )
+        return out
 
     def clicks(self, site: str, user_id: str) -> list[Click]:
         items = self._redis.lrange(f"{self._p(site)}u:{user_id}", 0, -1)

@@ -168,7 +168,7 @@ def read_signals(
     for article in anchors:
         wanted[article] = None
     names = list(wanted)
-    counts = tuple(store.counts(site, hl, names) for hl in half_lives)
+    counts = tuple(store.counts_at(site, half_lives, names))
     # The largest count among the request's articles (the live list's top is one of them).
     tops = tuple(max(found.values(), default=0.0) for found in counts)
     return RequestSignals(

@@ -91,6 +91,11 @@ def test_redis_and_memory_stores_agree(redis_store: RedisLiveStore) -> None:
     assert redis_store.counts(SITE, SETTINGS.half_lives_ms[0], ["a1", "zz"]) == pytest.approx(
         memory.counts(SITE, SETTINGS.half_lives_ms[0], ["a1", "zz"])
     )
+    both = redis_store.counts_at(SITE, SETTINGS.half_lives_ms, ["a1", "a2", "zz"])
+    assert len(both) == len(SETTINGS.half_lives_ms) and both[0]
+    for half_life, theirs in zip(SETTINGS.half_lives_ms, both, strict=True):
+        assert theirs == pytest.approx(redis_store.counts(SITE, half_life, ["a1", "a2", "zz"]))
+        assert theirs == pytest.approx(memory.counts(SITE, half_life, ["a1", "a2", "zz"]))
     for article in ("a0", "a3"):
         mine = memory.neighbours(SITE, article, 5)
         theirs = redis_store.neighbours(SITE, article, 5)
