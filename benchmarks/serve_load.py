@@ -42,7 +42,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ import pandas as pd
 import redis
 
 from recs_pipeline.adapters.publishing import RecommendationBatch, SqlitePublisher
+from recs_pipeline.serving.replay import free_port, wait_ready
 
 SITE = "bench"
 T0 = 1_790_000_000_000
@@ -109,12 +109,6 @@ serving:
   warm_hours: 0
   max_events: 10000
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -324,15 +318,7 @@ class Group:
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 120
         for server, url in zip(self.servers, self.urls, strict=True):
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"recs serve on {url} did not start")
-                time.sleep(0.2)
+            wait_ready(server, url, deadline)
         if not self.workers or self.processes == 1:
             # `recs serve --workers 1` is the one process itself.
             self.pids = [server.pid for server in self.servers]

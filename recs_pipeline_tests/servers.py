@@ -84,6 +84,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Remove every key under ``prefix`` (a test's own key space) from the Redis at ``url``."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+
+from recs_pipeline_tests.servers import free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
 DG = PROJECT / ".venv" / "bin" / "dg"
@@ -67,9 +68,7 @@ def _default_signals() -> None:
 def test_dg_dev_serves_the_code_location_on_loopback(tmp_path: Path) -> None:
     """``dg dev`` (webserver + daemon) answers on loopback with the project's asset graph."""
     env = _environment(tmp_path)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log = (tmp_path / "dg-dev.log").open("wb")
     process = subprocess.Popen(
         [str(DG), "dev", "--host", "127.0.0.1", "--port", str(port)],

@@ -370,13 +370,13 @@ class MemoryLiveStore:
     ) -> list[list[tuple[str, float]]]:
         with self._lock:
             state = self._sites.get(site)
-            tables = {} if state is None else state.successors.get(half_life_ms, {})
-            out: list[list[tuple[str, float]]] = []
-            for article in article_ids:
-                table = tables.get(article)
-                clock = None if state is None else state.clock
-                out.append([] if table is None or clock is None else table.top(n, clock))
-            return out
+            if state is None or state.clock is None:
+                return [[] for _ in article_ids]
+            tables, clock = state.successors.get(half_life_ms, {}), state.clock
+            return [
+                table.top(n, clock) if (table := tables.get(article)) is not None else []
+                for article in article_ids
+            ]
 
     def reader_view(self, site: str, user_id: str, half_life_ms: int, n: int) -> ReaderView:
         with self._lock:

@@ -125,6 +125,24 @@ def load_clicks(site: SiteConfig, start_ms: int, end_ms: int) -> pd.DataFrame:
 # -- the server ------------------------------------------------------------------------------
 
 
+def wait_ready(
+    process: subprocess.Popen[Any], url: str, deadline: float, path: str = "/readyz"
+) -> None:
+    """Poll ``url + path`` until it answers 200; RuntimeError when ``process`` exits first or
+    the monotonic ``deadline`` passes."""
+    while True:
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"recs serve on {url} exited ({process.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"recs serve on {url} did not answer {path} in time")
+        time.sleep(0.2)
+
+
 class ServeProcess:
     """``recs serve`` in a subprocess on a free loopback port, until closed."""
 
@@ -146,16 +164,7 @@ class ServeProcess:
             ],
             env=env,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("recs serve did not start")
-            time.sleep(0.2)
+        wait_ready(self.process, self.url, time.monotonic() + 60, "/healthz")
 
     def close(self) -> None:
         self.process.terminate()

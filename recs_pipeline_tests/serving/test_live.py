@@ -22,7 +22,7 @@ from recs_pipeline.adapters.publishing import SqlitePublisher
 from recs_pipeline.serving.live import LiveEvent, LiveSettings, MemoryLiveStore, RedisLiveStore
 from recs_pipeline.serving.scoring import MINUTE_MS, decayed_count
 from recs_pipeline.serving.server import lake_events, warm_from_lake
-from recs_pipeline_tests.servers import free_port
+from recs_pipeline_tests.servers import delete_redis_keys, free_port
 from recs_pipeline_tests.serving.conftest import (
     AS_OF,
     SITE,
@@ -48,11 +48,7 @@ def redis_store() -> Iterator[RedisLiveStore]:
     store = RedisLiveStore(REDIS_URL, {SITE: SETTINGS}, prefix=prefix)
     assert store.ping(), "these tests need the Redis server on 127.0.0.1:6379"
     yield store
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_redis_keys(REDIS_URL, prefix)
     store.close()
 
 

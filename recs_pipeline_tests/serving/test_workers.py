@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from recs_pipeline.adapters.publishing import SqlitePublisher
-from recs_pipeline_tests.servers import free_port
+from recs_pipeline.serving.replay import wait_ready
+from recs_pipeline_tests.servers import delete_redis_keys, free_port
 from recs_pipeline_tests.serving.conftest import AS_OF, SITE, click, publish_version
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -50,11 +50,7 @@ def serve_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         RECS_LIVE_PREFIX=prefix,
     )
     yield env
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_redis_keys(REDIS_URL, prefix)
 
 
 def workers_of(pid: int) -> list[int]:
@@ -80,15 +76,7 @@ def test_workers_share_one_port_and_live_state(serve_env: dict[str, str]) -> Non
     )
     try:
         deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "recs serve --workers 2 exited"
-            assert time.monotonic() < deadline, "recs serve --workers 2 did not become ready"
-            time.sleep(0.2)
+        wait_ready(server, url, deadline)
         # Both workers up (each answers /readyz only once its app has started).
         while len(workers_of(server.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
